@@ -1,0 +1,751 @@
+// The bus core: KBUS-SPEC.md §1-§9 in one single-threaded state machine.
+// Section numbers in comments refer to KBUS-SPEC.md.
+#include "core/bus.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/names.hpp"
+
+namespace kbus::core {
+
+namespace {
+
+constexpr std::uint32_t kQuery = 0xFFFFFFFF;
+
+[[noreturn]] void invariant_failed(const char* what) {
+  std::fprintf(stderr, "kbus core invariant broken: %s\n", what);
+  std::abort();
+}
+#define KBUS_CHECK(cond) \
+  do {                   \
+    if (!(cond)) invariant_failed(#cond); \
+  } while (0)
+
+}  // namespace
+
+Bus::Bus(std::uint32_t number, BusLimits limits)
+    : number_(number), limits_(limits), max_msg_size_(limits.max_msg_size) {}
+
+Bus::~Bus() = default;
+
+Bus::Ksock& Bus::ks(KsockId k) {
+  auto it = ksocks_.find(k);
+  KBUS_CHECK(it != ksocks_.end());
+  return *it->second;
+}
+
+const Bus::Ksock& Bus::ks(KsockId k) const {
+  auto it = ksocks_.find(k);
+  KBUS_CHECK(it != ksocks_.end());
+  return *it->second;
+}
+
+MessageId Bus::next_serial() {
+  if (++last_serial_ == 0) last_serial_ = 1;  // §1.5-4: wrap skips 0
+  return MessageId{0, last_serial_};
+}
+
+// §5.1: a Ksock's own outstanding requests reserve room in its queue.
+bool Bus::full(const Ksock& k) const {
+  return k.queue.size() + k.outstanding.size() >= k.max_msgs;
+}
+bool Bus::full_for_reply(const Ksock& k) const {
+  return k.queue.size() + k.outstanding.size() > k.max_msgs;
+}
+
+void Bus::touch(KsockId k) { touched_.insert(k); }
+
+std::vector<KsockId> Bus::take_touched() {
+  std::vector<KsockId> v(touched_.begin(), touched_.end());
+  touched_.clear();
+  return v;
+}
+
+void Bus::after_op() {
+  if (!pending_senders_.empty()) retry_pending_sends();
+}
+
+// ---------------------------------------------------------------- open/close
+
+KsockId Bus::open(const OpenOptions& opts) {
+  if (++last_ksock_ == 0) last_ksock_ = 1;  // §1.2-2: id 0 is never assigned
+  auto k = std::make_unique<Ksock>();
+  k->id = last_ksock_;
+  k->can_read = opts.can_read;
+  k->can_write = opts.can_write;
+  k->header_len = opts.header_len;
+  k->pid = opts.pid;
+  k->max_msgs = limits_.default_max_msgs;
+  k->writer = WriteParser(opts.header_len);
+  const KsockId id = k->id;
+  ksocks_.emplace(id, std::move(k));
+  return id;
+}
+
+void Bus::close(KsockId id) {
+  auto it = ksocks_.find(id);
+  if (it == ksocks_.end()) return;
+  Ksock& k = *it->second;
+  // §7.2-1: drop the current read message and anything being written or pending.
+  k.current.reset();
+  k.writer.reset();
+  k.sending = false;
+  k.pending = {};
+  pending_senders_.erase(id);
+  // §7.2-2: forget outstanding requests.
+  k.outstanding.clear();
+  // §7.2-3: empty the queue; GoneAway for each Request it was to answer.
+  while (!k.queue.empty()) {
+    QueueEntry e = std::move(k.queue.front());
+    k.queue.pop_front();
+    if ((e.hdr.flags & flag::kWantYouToReply) && (e.hdr.flags & flag::kWantAReply) &&
+        e.hdr.from != id)
+      send_status(status_name::kReplierGoneAway, id, e.hdr.from, e.hdr.id, true);
+  }
+  // §7.2-4: remove all bindings; replier unbind events can never fail.
+  std::vector<std::uint64_t> seqs = k.bindings;
+  std::vector<std::string> replier_names;
+  for (auto s = seqs.rbegin(); s != seqs.rend(); ++s) {  // newest first
+    const Binding* b = bindings_.find(*s);
+    if (b->replier) replier_names.push_back(b->name);
+    bindings_.remove(*s);
+  }
+  k.bindings.clear();
+  if (report_binds_)
+    for (const auto& n : replier_names) send_bind_event_safely(id, n);
+  // §7.2-5: discard this Ksock's own set-aside events.
+  drop_set_aside(id, std::nullopt);
+  // §7.2-6: Ignored for each owed reply, most recently popped first.
+  std::vector<Owed> owed = std::move(k.owed);
+  k.owed.clear();
+  for (auto o = owed.rbegin(); o != owed.rend(); ++o) {
+    owed_index_.erase({o->request, o->requester});
+    if (o->requester != id)
+      send_status(status_name::kReplierIgnored, id, o->requester, o->request, true);
+  }
+  // §7.2-7: the id ceases to exist.
+  ksocks_.erase(id);
+  touched_.erase(id);
+  after_op();
+}
+
+// ---------------------------------------------------------------- bindings
+
+Result<void> Bus::bind(KsockId id, std::uint32_t is_replier, std::string_view name) {
+  Ksock& k = ks(id);
+  const bool replier = is_replier != 0;  // §14-27: normalise
+  if (name.empty()) return Errc::ebadmsg;
+  if (name.size() > kMaxNameLen) return Errc::enametoolong;
+  if (!is_valid_name(name)) return Errc::ebadmsg;
+  if (replier && name == status_name::kReplierBindEvent) return Errc::ebadmsg;
+  if (replier && bindings_.replier_by_string(name)) return Errc::eaddrinuse;
+  if (replier && report_binds_) {
+    // §8.2: the event goes out before the binding exists; EAGAIN if it cannot.
+    if (send_bind_event(true, id, name) != Errc::ok) return Errc::eagain;
+  }
+  k.bindings.push_back(bindings_.add(id, replier, name));
+  after_op();
+  return {};
+}
+
+Result<void> Bus::unbind(KsockId id, std::uint32_t is_replier, std::string_view name) {
+  Ksock& k = ks(id);
+  const bool replier = is_replier != 0;
+  if (name.empty()) return Errc::ebadmsg;
+  if (name.size() > kMaxNameLen) return Errc::enametoolong;
+  if (!is_valid_name(name)) return Errc::ebadmsg;
+  // The most recent identical binding of this Ksock.
+  auto found = k.bindings.rend();
+  for (auto s = k.bindings.rbegin(); s != k.bindings.rend(); ++s) {
+    const Binding* b = bindings_.find(*s);
+    if (b->replier == replier && b->name == name) {
+      found = s;
+      break;
+    }
+  }
+  if (found == k.bindings.rend()) return Errc::einval;
+  if (replier && report_binds_) {
+    // §8.3: sent before anything is removed; on failure nothing changes.
+    if (send_bind_event(false, id, name) != Errc::ok) return Errc::eagain;
+  }
+  const std::uint64_t seq = *found;
+  k.bindings.erase(std::next(found).base());
+  bindings_.remove(seq);
+  remove_binding_effects(k, seq, name);
+  after_op();
+  return {};
+}
+
+// §7.1 steps 2-6.
+void Bus::remove_binding_effects(Ksock& k, std::uint64_t seq, std::string_view name) {
+  const std::size_t before = k.queue.size();
+  std::vector<QueueEntry> removed;
+  for (auto it = k.queue.begin(); it != k.queue.end();) {
+    if (it->via == seq) {
+      removed.push_back(std::move(*it));
+      it = k.queue.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!removed.empty()) touch(k.id);
+  for (const QueueEntry& e : removed) {
+    // §7.1-3 with §14-1: always tell the requester.
+    if ((e.hdr.flags & flag::kWantYouToReply) && (e.hdr.flags & flag::kWantAReply))
+      send_status(status_name::kReplierUnbound, k.id, e.hdr.from, e.hdr.id, true);
+  }
+  // §7.1-5 with §14-17.
+  drop_set_aside(k.id, seq);
+  if (name == status_name::kReplierBindEvent) drop_set_aside(k.id, std::nullopt);
+  // §7.1-6.
+  if (k.queue.size() < before && k.set_aside > 0) move_one_set_aside(k);
+}
+
+Result<std::uint32_t> Bus::find_replier(std::string_view name) const {
+  if (name.empty() || name.size() > kMaxNameLen) return Errc::enametoolong;
+  const Binding* b = bindings_.replier_by_string(name);  // §2.4-6: exact string
+  return b ? b->ksock : 0u;
+}
+
+// ---------------------------------------------------------------- write/send
+
+Result<std::uint32_t> Bus::write(KsockId id, std::string_view bytes) {
+  Ksock& k = ks(id);
+  if (!k.can_write) return Errc::ebadf;
+  if (k.sending) return Errc::ealready;  // §4.2-1, §14-2: nothing changes
+  k.completed_pending = false;
+  if (auto r = k.writer.write(bytes, max_msg_size_); !r) return r.error();
+  return static_cast<std::uint32_t>(bytes.size());
+}
+
+void Bus::discard(KsockId id) {
+  Ksock& k = ks(id);
+  k.writer.reset();
+  k.completed_pending = false;
+  if (k.sending) {
+    k.sending = false;
+    k.pending = {};
+    pending_senders_.erase(id);
+    touch(id);
+  }
+  after_op();
+}
+
+SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload) {
+  Ksock& k = ks(id);
+  if (k.sending) {
+    // §5.5-2: a retry re-runs §5.2 without a new id (ENOLCK check included).
+    if ((k.pending.hdr.flags & flag::kWantAReply) && full(k))
+      return finish_send(k, Errc::enolck, k.pending.hdr.id);
+    return finish_send(k, deliver(k, k.pending), k.pending.hdr.id);
+  }
+  if (!k.writer.started()) {  // §5.2-1
+    if (k.completed_pending) {
+      // The pending send was completed by a retry (docs/decisions.md).
+      k.completed_pending = false;
+      return {Errc::ok, k.completed_id};
+    }
+    return {Errc::enomsg, {}};
+  }
+  if (!k.writer.complete()) {  // §5.2-2
+    k.writer.reset();
+    return {Errc::einval, {}};
+  }
+  Outgoing out;
+  out.hdr = k.writer.header();
+  out.hdr.flags &= ~flag::kSynthetic;  // §5.2-3
+  out.hdr.extra = 0;
+  auto body = std::make_shared<MessageBody>();
+  if (k.writer.pointy()) {  // §5.2-4: capture name and data now
+    const std::size_t n = k.writer.name_len();
+    const std::size_t d = k.writer.data_len();
+    if (!pointy_payload || pointy_payload->size() != n + d) {
+      k.writer.reset();
+      return {Errc::efault, {}};
+    }
+    body->name.assign(pointy_payload->substr(0, n));
+    body->data.assign(pointy_payload->substr(n));
+    if (!is_valid_name(body->name) || is_wildcard(body->name)) {
+      k.writer.reset();
+      return {Errc::ebadmsg, {}};
+    }
+  } else {
+    body->name = std::move(k.writer.name());
+    body->data = std::move(k.writer.data());
+  }
+  k.writer.reset();
+  out.body = std::move(body);
+  // §5.2-5: a Request needs a reply slot in the sender's own queue.
+  if ((out.hdr.flags & flag::kWantAReply) && full(k)) return {Errc::enolck, {}};
+  out.hdr.from = id;  // §5.2-6, §14-25: always overwritten
+  if (out.hdr.id.network_id == 0) out.hdr.id = next_serial();  // §5.2-7
+  k.last_sent = out.hdr.id;
+  const Errc e = deliver(k, out);
+  if (e == Errc::eagain) k.pending = std::move(out);
+  return finish_send(k, e, k.last_sent);
+}
+
+SendOutcome Bus::finish_send(Ksock& k, Errc e, MessageId id) {
+  if (e == Errc::eagain) {  // §5.2-15: pending; the message is kept
+    if (!k.sending) {
+      k.sending = true;
+      pending_senders_.insert(k.id);
+      touch(k.id);
+    }
+  } else if (k.sending) {
+    k.sending = false;
+    k.pending = {};
+    pending_senders_.erase(k.id);
+    touch(k.id);
+  }
+  after_op();
+  return {e, id};
+}
+
+// §5.2 steps 8-14. Nothing is delivered unless everything can be.
+Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
+  const Header& h = out.hdr;
+  const std::string& name = out.body->name;
+  const bool is_request = (h.flags & flag::kWantAReply) != 0;
+  const bool is_reply = !h.in_reply_to.is_zero();
+  const bool all_or_wait = (h.flags & flag::kAllOrWait) != 0;
+  const bool all_or_fail = (h.flags & flag::kAllOrFail) != 0;
+  const Errc when_full = all_or_wait ? Errc::eagain : Errc::ebusy;
+
+  std::vector<const Binding*> listeners;  // step 8
+  bindings_.matching_listeners(name, listeners);
+  const Binding* replier = is_request ? bindings_.select_replier(name) : nullptr;  // step 11
+  if (is_request && !replier) return Errc::eaddrnotavail;  // step 9
+  Ksock* addressee = nullptr;
+  if (is_reply) {  // step 10
+    auto it = ksocks_.find(h.to);
+    if (it == ksocks_.end()) return Errc::eaddrnotavail;
+    addressee = it->second.get();
+    if (!addressee->outstanding.count(h.in_reply_to)) return Errc::econnrefused;
+    if (full_for_reply(*addressee)) return when_full;
+  }
+  Ksock* replier_ksock = nullptr;
+  if (replier) {  // step 12
+    replier_ksock = &ks(replier->ksock);
+    if (h.to != 0 && h.to != replier_ksock->id) return Errc::epipe;
+    if (full(*replier_ksock)) return when_full;
+  }
+  if (all_or_wait || all_or_fail) {  // step 13
+    for (const Binding* b : listeners)
+      if (full(ks(b->ksock))) return when_full;
+  }
+  // Step 14: deliver.
+  if (addressee) push(*addressee, h, out.body, PushKind::kSender, 0);
+  if (replier_ksock) {
+    push(*replier_ksock, h, out.body, PushKind::kReplier, replier->seq);
+    if (sender.outstanding.size() == sender.outstanding_size) {  // §4.7 table growth
+      sender.outstanding_size += sender.outstanding_size < 16 ? sender.outstanding_size
+                                                              : sender.outstanding_size / 8;
+    }
+    sender.outstanding.insert(h.id);
+    sender.outstanding_max =
+        std::max(sender.outstanding_max, static_cast<std::uint32_t>(sender.outstanding.size()));
+  }
+  for (const Binding* b : listeners) {
+    Ksock& l = ks(b->ksock);
+    // Without ALL_OR_*, a full listener silently gets nothing (judged at each push).
+    if (!all_or_wait && !all_or_fail && full(l)) continue;
+    push(l, h, out.body, PushKind::kListener, b->seq);
+  }
+  return Errc::ok;
+}
+
+// §5.3.
+bool Bus::push(Ksock& k, const Header& hdr, const std::shared_ptr<const MessageBody>& body,
+               PushKind kind, std::uint64_t via) {
+  if (kind == PushKind::kListener && k.only_once && hdr.id == k.last_pushed) return false;
+  QueueEntry e{hdr, body, via};
+  if (kind == PushKind::kReplier && (hdr.flags & flag::kWantAReply))
+    e.hdr.flags |= flag::kWantYouToReply;
+  else
+    e.hdr.flags &= ~flag::kWantYouToReply;
+  if (hdr.flags & flag::kUrgent)
+    k.queue.push_front(std::move(e));
+  else
+    k.queue.push_back(std::move(e));
+  k.last_pushed = hdr.id;
+  if (kind == PushKind::kSender && !hdr.in_reply_to.is_zero()) {
+    k.outstanding.erase(hdr.in_reply_to);  // §5.3-5
+    forget_owed(hdr.in_reply_to, k.id);    // §14-10(a)
+  }
+  touch(k.id);
+  return true;
+}
+
+void Bus::forget_owed(MessageId request, KsockId requester) {
+  auto it = owed_index_.find({request, requester});
+  if (it == owed_index_.end()) return;
+  auto holder = ksocks_.find(it->second);
+  owed_index_.erase(it);
+  if (holder == ksocks_.end()) return;
+  auto& owed = holder->second->owed;
+  auto o = std::find_if(owed.begin(), owed.end(), [&](const Owed& x) {
+    return x.request == request && x.requester == requester;
+  });
+  if (o != owed.end()) owed.erase(o);
+}
+
+// §6.2: the five Status messages go only to the requester, kind SENDER,
+// bypassing fullness. `needs_outstanding` applies §14-10(b).
+void Bus::send_status(std::string_view name, KsockId from, KsockId requester,
+                      MessageId in_reply_to, bool needs_outstanding) {
+  const MessageId id = next_serial();  // consumed even if never delivered
+  auto it = ksocks_.find(requester);
+  if (it == ksocks_.end()) return;
+  Ksock& r = *it->second;
+  if (needs_outstanding && !r.outstanding.count(in_reply_to)) return;
+  Header h;
+  h.id = id;
+  h.in_reply_to = in_reply_to;
+  h.to = requester;
+  h.from = from;
+  h.flags = flag::kSynthetic;
+  auto body = std::make_shared<MessageBody>();
+  body->name = std::string(name);
+  push(r, h, body, PushKind::kSender, 0);
+}
+
+void Bus::retry_pending_sends() {
+  // §5.5-3 as the daemon's stand-in for the poll-time retry. A completed
+  // retry only adds messages, so one pass in id order suffices.
+  const std::vector<KsockId> senders(pending_senders_.begin(), pending_senders_.end());
+  for (KsockId id : senders) {
+    auto it = ksocks_.find(id);
+    if (it == ksocks_.end() || !it->second->sending) continue;
+    Ksock& k = *it->second;
+    const Errc e = deliver(k, k.pending);
+    if (e == Errc::eagain) continue;
+    const Outgoing out = std::move(k.pending);
+    k.pending = {};
+    k.sending = false;
+    pending_senders_.erase(id);
+    touch(id);
+    k.completed_pending = true;
+    k.completed_id = out.hdr.id;
+    if (e == Errc::eaddrnotavail)
+      send_status(status_name::kReplierDisappeared, 0, id, out.hdr.id, false);
+    else if (e != Errc::ok && (out.hdr.flags & flag::kWantAReply))
+      send_status(status_name::kErrorSending, 0, id, out.hdr.id, false);
+  }
+}
+
+// ---------------------------------------------------------------- reading
+
+std::optional<Bus::QueueEntry> Bus::pop_head(Ksock& k) {
+  k.current.reset();  // §4.6 NEXTMSG discards any current message
+  if (k.queue.empty()) return std::nullopt;
+  QueueEntry e = std::move(k.queue.front());
+  k.queue.pop_front();
+  touch(k.id);
+  if ((e.hdr.flags & flag::kWantYouToReply) && (e.hdr.flags & flag::kWantAReply)) {
+    k.owed.push_back({e.hdr.id, e.hdr.from});
+    owed_index_[{e.hdr.id, e.hdr.from}] = k.id;
+    k.owed_max = std::max(k.owed_max, static_cast<std::uint32_t>(k.owed.size()));
+  }
+  if (k.set_aside > 0) move_one_set_aside(k);  // §8.4-5
+  return e;
+}
+
+std::uint32_t Bus::next_msg(KsockId id) {
+  Ksock& k = ks(id);
+  auto e = pop_head(k);
+  if (!e) return 0;
+  CurrentRead cur;
+  encode_entire(cur.image, e->hdr, e->body->name, e->body->data, k.header_len);
+  const auto len = static_cast<std::uint32_t>(cur.image.size());
+  k.current = std::move(cur);
+  after_op();
+  return len;
+}
+
+Result<std::uint32_t> Bus::next_read(KsockId id, std::string& out) {
+  Ksock& k = ks(id);
+  if (!k.can_read) return Errc::ebadf;
+  auto e = pop_head(k);
+  if (!e) return 0u;
+  encode_entire(out, e->hdr, e->body->name, e->body->data, k.header_len);
+  after_op();
+  return 1u;
+}
+
+Result<std::uint32_t> Bus::read(KsockId id, std::uint32_t max_count, std::string& out) {
+  Ksock& k = ks(id);
+  if (!k.can_read) return Errc::ebadf;
+  if (!k.current) return 0u;
+  CurrentRead& c = *k.current;
+  const auto n = std::min<std::uint32_t>(max_count, static_cast<std::uint32_t>(c.image.size()) - c.pos);
+  out.append(c.image, c.pos, n);
+  c.pos += n;
+  if (c.pos == c.image.size()) k.current.reset();  // §4.3-4
+  return n;
+}
+
+std::uint32_t Bus::len_left(KsockId id) const {
+  const Ksock& k = ks(id);
+  if (!k.current) return 0;
+  return static_cast<std::uint32_t>(k.current->image.size()) - k.current->pos;
+}
+
+// ---------------------------------------------------------------- small ops
+
+MessageId Bus::last_sent(KsockId id) const { return ks(id).last_sent; }
+
+std::uint32_t Bus::max_msgs(KsockId id, std::uint32_t n) {
+  Ksock& k = ks(id);
+  if (n != 0) {
+    k.max_msgs = n;
+    after_op();  // more room may complete a pending send
+  }
+  return k.max_msgs;
+}
+
+std::uint32_t Bus::num_msgs(KsockId id) const {
+  const Ksock& k = ks(id);
+  return static_cast<std::uint32_t>(k.queue.size()) + k.set_aside;
+}
+
+std::uint32_t Bus::unreplied_to(KsockId id) const {
+  return static_cast<std::uint32_t>(ks(id).owed.size());
+}
+
+Result<std::uint32_t> Bus::flag_op(bool& f, std::uint32_t v) {
+  const std::uint32_t prev = f ? 1 : 0;
+  if (v == kQuery) return prev;
+  if (v > 1) return Errc::einval;
+  f = v == 1;
+  return prev;
+}
+
+Result<std::uint32_t> Bus::only_once(KsockId id, std::uint32_t v) {
+  return flag_op(ks(id).only_once, v);
+}
+
+Result<std::uint32_t> Bus::verbose(std::uint32_t v) { return flag_op(verbose_, v); }
+
+Result<std::uint32_t> Bus::report_replier_binds(KsockId id, std::uint32_t v) {
+  Ksock& k = ks(id);
+  auto prev = flag_op(report_binds_, v);
+  if (!prev || v != 1) return prev;
+  // §4.6: flood the caller with one bind event per existing replier binding,
+  // newest first; EBUSY if its queue fills (what was queued stays).
+  for (auto it = bindings_.all().rbegin(); it != bindings_.all().rend(); ++it) {
+    const Binding& b = it->second;
+    if (!b.replier) continue;
+    if (full(k)) {
+      after_op();
+      return Errc::ebusy;
+    }
+    Header h;
+    h.id = next_serial();
+    h.flags = flag::kSynthetic | flag::kAllOrFail;
+    push(k, h, bind_event_body(true, b.ksock, b.name), PushKind::kSender, 0);
+  }
+  after_op();
+  return prev;
+}
+
+Result<std::uint32_t> Bus::max_msg_size(std::uint32_t v) {
+  if (v == 0) return max_msg_size_;
+  if (v == 1) return limits_.abs_max_msg_size;
+  if (v < 100 || v > limits_.abs_max_msg_size) return Errc::einval;
+  max_msg_size_ = v;
+  return v;
+}
+
+bool Bus::readable(KsockId id) const { return !ks(id).queue.empty(); }
+bool Bus::writable(KsockId id) const {
+  const Ksock& k = ks(id);
+  return k.can_write && !k.sending;
+}
+bool Bus::sending(KsockId id) const { return ks(id).sending; }
+
+// ---------------------------------------------------------------- bind events
+
+std::shared_ptr<const MessageBody> Bus::bind_event_body(bool is_bind, KsockId binder,
+                                                        std::string_view name) const {
+  auto body = std::make_shared<MessageBody>();
+  body->name = std::string(status_name::kReplierBindEvent);
+  body->data = encode_replier_bind_event({is_bind, binder, std::string(name)});
+  return body;
+}
+
+// §8.2/8.3: ALL_OR_FAIL delivery of a bind event. With §14-17, a listener
+// that has set-aside events gets the new event behind them.
+Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name) {
+  Header h;
+  h.id = next_serial();
+  h.flags = flag::kSynthetic | flag::kAllOrFail;
+  std::vector<const Binding*> listeners;
+  bindings_.matching_listeners(status_name::kReplierBindEvent, listeners);
+  std::size_t to_set_aside = 0;
+  for (const Binding* b : listeners) {
+    const Ksock& l = ks(b->ksock);
+    if (l.set_aside > 0)
+      ++to_set_aside;
+    else if (full(l))
+      return Errc::eagain;
+  }
+  if (to_set_aside && set_aside_.size() + to_set_aside > limits_.set_aside_capacity)
+    return Errc::eagain;
+  auto body = bind_event_body(is_bind, binder, name);
+  for (const Binding* b : listeners) {
+    Ksock& l = ks(b->ksock);
+    if (l.set_aside > 0) {
+      set_aside_.push_back({l.id, b->seq, false, h, body});
+      ++l.set_aside;
+    } else {
+      push(l, h, body, PushKind::kListener, b->seq);
+    }
+  }
+  return Errc::ok;
+}
+
+// §8.4: an unbind event from CLOSE can never fail.
+void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
+  if (send_bind_event(false, binder, name) == Errc::ok) return;
+  std::vector<const Binding*> listeners;
+  bindings_.matching_listeners(status_name::kReplierBindEvent, listeners);
+  if (!lost_mode_ && listeners.size() + set_aside_.size() <= limits_.set_aside_capacity) {
+    Header h;
+    h.id = next_serial();
+    h.flags = flag::kSynthetic | flag::kAllOrFail;
+    auto body = bind_event_body(false, binder, name);
+    for (const Binding* b : listeners) {
+      set_aside_.push_back({b->ksock, b->seq, false, h, body});
+      ++ks(b->ksock).set_aside;
+    }
+    return;
+  }
+  lost_mode_ = true;
+  for (const Binding* b : listeners) {
+    // Skip if this Ksock's newest set-aside entry is already a lost marker.
+    bool has_marker = false;
+    for (auto it = set_aside_.rbegin(); it != set_aside_.rend(); ++it) {
+      if (it->ksock == b->ksock) {
+        has_marker = it->lost_marker;
+        break;
+      }
+    }
+    if (has_marker) continue;
+    Header h;
+    h.id = next_serial();
+    h.flags = flag::kSynthetic;
+    auto body = std::make_shared<MessageBody>();
+    body->name = std::string(status_name::kUnbindEventsLost);
+    set_aside_.push_back({b->ksock, b->seq, true, h, body});
+    ++ks(b->ksock).set_aside;
+  }
+}
+
+void Bus::move_one_set_aside(Ksock& k) {
+  auto it = std::find_if(set_aside_.begin(), set_aside_.end(),
+                         [&](const SetAsideEntry& e) { return e.ksock == k.id; });
+  if (it == set_aside_.end()) return;
+  QueueEntry e{it->hdr, it->body, it->via};
+  k.queue.push_back(std::move(e));
+  k.last_pushed = it->hdr.id;
+  --k.set_aside;
+  set_aside_.erase(it);
+  if (set_aside_.empty()) lost_mode_ = false;  // §8.4-4
+  touch(k.id);
+}
+
+void Bus::drop_set_aside(KsockId id, std::optional<std::uint64_t> via) {
+  auto kit = ksocks_.find(id);
+  for (auto it = set_aside_.begin(); it != set_aside_.end();) {
+    if (it->ksock == id && (!via || it->via == *via)) {
+      it = set_aside_.erase(it);
+      if (kit != ksocks_.end()) --kit->second->set_aside;
+    } else {
+      ++it;
+    }
+  }
+  if (set_aside_.empty()) lost_mode_ = false;
+}
+
+// ---------------------------------------------------------------- reports
+
+void Bus::append_bindings_report(std::string& out) const {
+  out += "# <device> is bound to <Ksock-ID> in <process-PID> as <Replier|Listener> for <message-name>\n";
+  char line[64];
+  for (auto it = bindings_.all().rbegin(); it != bindings_.all().rend(); ++it) {
+    const Binding& b = it->second;
+    const Ksock& k = ks(b.ksock);
+    std::snprintf(line, sizeof line, "%3u: %8u %8lu  %c  ", number_, b.ksock,
+                  static_cast<unsigned long>(k.pid), b.replier ? 'R' : 'L');
+    out += line;
+    out += b.name;
+    out += '\n';
+  }
+}
+
+void Bus::append_stats(std::string& out) const {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "dev %2u: next ksock %u next msg %u unsent unbindings %u%s\n",
+                number_, last_ksock_, last_serial_, static_cast<unsigned>(set_aside_.size()),
+                lost_mode_ ? "(gone tragic)" : "");
+  out += buf;
+  for (auto it = ksocks_.rbegin(); it != ksocks_.rend(); ++it) {  // most recent first
+    const Ksock& k = *it->second;
+    std::snprintf(buf, sizeof buf, "    ksock %u last msg %u:%u queue %u of %u\n", k.id,
+                  k.last_sent.network_id, k.last_sent.serial_num,
+                  static_cast<unsigned>(k.queue.size()), k.max_msgs);
+    out += buf;
+    const unsigned read_pos = k.current ? k.current->pos : 0;
+    const unsigned read_len = k.current ? static_cast<unsigned>(k.current->image.size()) : 0;
+    std::snprintf(buf, sizeof buf,
+                  "      read byte %u of %u, wrote byte %u of %s (%sfinished), %ssending\n",
+                  read_pos, read_len, k.writer.part_pos(), WriteParser::part_name(k.writer.part()),
+                  k.writer.complete() ? "" : "not ", k.sending ? "" : "not ");
+    out += buf;
+    std::snprintf(buf, sizeof buf,
+                  "      outstanding requests %u (size %u, max %u), unsent replies %u (max %u)\n",
+                  static_cast<unsigned>(k.outstanding.size()), k.outstanding_size,
+                  k.outstanding_max, static_cast<unsigned>(k.owed.size()), k.owed_max);
+    out += buf;
+  }
+}
+
+void Bus::check_invariants() const {
+  std::size_t set_aside_total = 0;
+  for (const auto& [id, kp] : ksocks_) {
+    const Ksock& k = *kp;
+    KBUS_CHECK(k.id == id);
+    KBUS_CHECK(k.sending == (pending_senders_.count(id) != 0));
+    KBUS_CHECK(!k.sending || k.pending.body);
+    for (std::uint64_t s : k.bindings) {
+      const Binding* b = bindings_.find(s);
+      KBUS_CHECK(b && b->ksock == id);
+    }
+    for (const QueueEntry& e : k.queue) {
+      KBUS_CHECK(e.body);
+      KBUS_CHECK(e.via == 0 || std::find(k.bindings.begin(), k.bindings.end(), e.via) != k.bindings.end());
+    }
+    for (const Owed& o : k.owed) {
+      auto it = owed_index_.find({o.request, o.requester});
+      KBUS_CHECK(it != owed_index_.end() && it->second == id);
+    }
+    std::size_t mine = 0;
+    for (const SetAsideEntry& e : set_aside_) mine += e.ksock == id;
+    KBUS_CHECK(mine == k.set_aside);
+    set_aside_total += mine;
+    KBUS_CHECK(k.outstanding.size() <= k.outstanding_size);
+  }
+  KBUS_CHECK(set_aside_total == set_aside_.size());
+  KBUS_CHECK(!lost_mode_ || !set_aside_.empty());
+  for (const auto& [seq, b] : bindings_.all()) {
+    KBUS_CHECK(ksocks_.count(b.ksock));
+    const auto& mine = ks(b.ksock).bindings;
+    KBUS_CHECK(std::find(mine.begin(), mine.end(), seq) != mine.end());
+  }
+  for (const auto& [key, holder] : owed_index_) KBUS_CHECK(ksocks_.count(holder));
+}
+
+}  // namespace kbus::core

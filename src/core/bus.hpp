@@ -1,0 +1,219 @@
+// core/bus.hpp - one KBUS bus: its Ksocks, bindings, queues and the send
+// algorithm (KBUS-SPEC.md §1-§9). Pure logic: no I/O, no clocks, no threads.
+//
+// Every operation of the original's ioctl/read/write interface is a method
+// taking the calling Ksock's id. Results carry the spec's errno values.
+// Effects that the daemon must carry out (a Ksock's queue became
+// empty/non-empty, its pending-send state changed) are collected and handed
+// over by take_touched(); everything else is visible through the queries.
+//
+// Ownership: Bus owns all Ksock state. Ksock ids passed in must come from
+// open() and not yet be closed (the daemon guarantees it; a violation is a
+// bug and asserts).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/binding_table.hpp"
+#include "core/write_parser.hpp"
+#include "kbus/errors.hpp"
+#include "kbus/message.hpp"
+
+namespace kbus::core {
+
+using KsockId = std::uint32_t;
+
+struct BusLimits {
+  std::uint32_t max_msg_size = 1024;          // §4.7 current default
+  std::uint32_t abs_max_msg_size = 409600;    // §4.7 absolute maximum
+  std::uint32_t default_max_msgs = 100;       // per-Ksock queue length
+  std::uint32_t set_aside_capacity = 1000;    // §8.4
+};
+
+struct OpenOptions {
+  bool can_read = true;
+  bool can_write = true;
+  std::uint32_t header_len = kHeaderLen64;  // 88 or 72: the client's ABI
+  std::int64_t pid = 0;                     // for the bindings report
+};
+
+struct SendOutcome {
+  Errc error = Errc::ok;
+  MessageId id;  // assigned id, or {0,0} if none was assigned
+};
+
+// The immutable, shared part of a queued message (stored once, §DESIGN 5).
+struct MessageBody {
+  std::string name;
+  std::string data;
+};
+
+class Bus {
+ public:
+  explicit Bus(std::uint32_t number, BusLimits limits = {});
+  Bus(const Bus&) = delete;
+  Bus& operator=(const Bus&) = delete;
+  ~Bus();
+
+  std::uint32_t number() const noexcept { return number_; }
+
+  // §4.1 OPEN: a new Ksock with the next id (§1.2-2).
+  KsockId open(const OpenOptions& opts);
+  // §4.1 CLOSE: the release sequence of §7.2. Never fails.
+  void close(KsockId k);
+  bool is_open(KsockId k) const noexcept { return ksocks_.count(k) != 0; }
+
+  // §4.6 operations.
+  Result<void> bind(KsockId k, std::uint32_t is_replier, std::string_view name);
+  Result<void> unbind(KsockId k, std::uint32_t is_replier, std::string_view name);
+  // REPLIER: the id of the replier bound to exactly this name string, or 0.
+  Result<std::uint32_t> find_replier(std::string_view name) const;
+  // NEXTMSG: ENTIRE_LEN (in k's ABI) of the message made current, 0 if none.
+  std::uint32_t next_msg(KsockId k);
+  std::uint32_t len_left(KsockId k) const;
+  SendOutcome send(KsockId k, std::optional<std::string_view> pointy_payload = std::nullopt);
+  void discard(KsockId k);
+  MessageId last_sent(KsockId k) const;
+  std::uint32_t max_msgs(KsockId k, std::uint32_t n);
+  std::uint32_t num_msgs(KsockId k) const;
+  std::uint32_t unreplied_to(KsockId k) const;
+  Result<std::uint32_t> only_once(KsockId k, std::uint32_t v);
+  Result<std::uint32_t> verbose(std::uint32_t v);
+  Result<std::uint32_t> report_replier_binds(KsockId k, std::uint32_t v);
+  Result<std::uint32_t> max_msg_size(std::uint32_t v);
+  bool verbose_on() const noexcept { return verbose_; }
+
+  // §4.2 write and §4.3 read.
+  Result<std::uint32_t> write(KsockId k, std::string_view bytes);
+  // Appends up to max_count bytes of the current message to out; returns the
+  // number appended (0 = EOF).
+  Result<std::uint32_t> read(KsockId k, std::uint32_t max_count, std::string& out);
+  // NEXTMSG followed by a read of the whole message (appended to out).
+  // Returns 1 if a message was read, 0 if the queue was empty.
+  Result<std::uint32_t> next_read(KsockId k, std::string& out);
+
+  // §4.4 readiness.
+  bool readable(KsockId k) const;  // queue non-empty
+  bool writable(KsockId k) const;  // open for writing and not sending
+  bool sending(KsockId k) const;
+
+  // Effects: the Ksocks whose queue or sending state may have changed since
+  // the last call, in ascending id order. The daemon updates their poll fds
+  // and serves their blocked receives.
+  std::vector<KsockId> take_touched();
+
+  // §9 reports for this bus, appended to out.
+  void append_bindings_report(std::string& out) const;
+  void append_stats(std::string& out) const;
+
+  // Aborts with a message if an internal invariant is broken (tests, fuzzing).
+  void check_invariants() const;
+
+ private:
+  struct QueueEntry {
+    Header hdr;  // per-recipient copy (WANT_YOU_TO_REPLY differs)
+    std::shared_ptr<const MessageBody> body;
+    std::uint64_t via = 0;  // binding that caused the push; 0 = none
+  };
+  struct Owed {
+    MessageId request;
+    KsockId requester = 0;
+  };
+  struct CurrentRead {
+    std::string image;  // entire form in the reader's ABI
+    std::uint32_t pos = 0;
+  };
+  // A message written and (being) sent: header + body captured at SEND.
+  struct Outgoing {
+    Header hdr;
+    std::shared_ptr<const MessageBody> body;
+  };
+  struct Ksock {
+    KsockId id = 0;
+    bool can_read = true;
+    bool can_write = true;
+    std::uint32_t header_len = kHeaderLen64;
+    std::int64_t pid = 0;
+    std::deque<QueueEntry> queue;
+    std::uint32_t max_msgs = 100;
+    std::optional<CurrentRead> current;
+    WriteParser writer{kHeaderLen64};
+    bool sending = false;
+    Outgoing pending;        // valid while sending
+    bool completed_pending = false;  // a pending send ended by a retry
+    MessageId completed_id;          // ... with this id
+    MessageId last_sent;
+    std::set<MessageId> outstanding;
+    std::uint32_t outstanding_size = 16;  // emulated table capacity (§4.7)
+    std::uint32_t outstanding_max = 0;
+    std::vector<Owed> owed;  // pop order
+    std::uint32_t owed_max = 0;
+    bool only_once = false;
+    MessageId last_pushed;
+    std::vector<std::uint64_t> bindings;  // this Ksock's binding seqs, oldest first
+    std::uint32_t set_aside = 0;          // entries in the bus set-aside list
+  };
+  enum class PushKind { kListener, kReplier, kSender };
+  struct SetAsideEntry {
+    KsockId ksock = 0;
+    std::uint64_t via = 0;
+    bool lost_marker = false;  // an UnbindEventsLost entry
+    Header hdr;
+    std::shared_ptr<const MessageBody> body;
+  };
+
+  Ksock& ks(KsockId k);
+  const Ksock& ks(KsockId k) const;
+  MessageId next_serial();
+  bool full(const Ksock& k) const;
+  bool full_for_reply(const Ksock& k) const;
+  void touch(KsockId k);
+  // §5.3: returns false only when only-once skipped the push.
+  bool push(Ksock& k, const Header& hdr, const std::shared_ptr<const MessageBody>& body,
+            PushKind kind, std::uint64_t via);
+  // §5.2 steps 8-14 for an outgoing message from `sender`.
+  Errc deliver(Ksock& sender, const Outgoing& out);
+  SendOutcome finish_send(Ksock& k, Errc e, MessageId id);
+  void retry_pending_sends();
+  void send_status(std::string_view name, KsockId from, KsockId requester, MessageId in_reply_to,
+                   bool needs_outstanding);
+  void forget_owed(MessageId request, KsockId requester);
+  std::shared_ptr<const MessageBody> bind_event_body(bool is_bind, KsockId binder,
+                                                     std::string_view name) const;
+  // §8.2/8.3: deliver an event ALL_OR_FAIL; EAGAIN if a listener is full.
+  Errc send_bind_event(bool is_bind, KsockId binder, std::string_view name);
+  // §8.4: deliver or set aside; never fails.
+  void send_bind_event_safely(KsockId binder, std::string_view name);
+  void move_one_set_aside(Ksock& k);
+  void drop_set_aside(KsockId k, std::optional<std::uint64_t> via);
+  void remove_binding_effects(Ksock& k, std::uint64_t seq, std::string_view name);
+  Result<std::uint32_t> flag_op(bool& flag, std::uint32_t v);
+  std::optional<QueueEntry> pop_head(Ksock& k);
+  void after_op();
+
+  std::uint32_t number_;
+  BusLimits limits_;
+  std::uint32_t last_ksock_ = 0;   // §1.2-2: last id assigned (0 = none yet)
+  std::uint32_t last_serial_ = 0;  // §1.5-4: last serial assigned (0 = none yet)
+  bool verbose_ = false;
+  bool report_binds_ = false;
+  std::uint32_t max_msg_size_;
+  std::map<KsockId, std::unique_ptr<Ksock>> ksocks_;
+  BindingTable bindings_;
+  std::deque<SetAsideEntry> set_aside_;
+  bool lost_mode_ = false;
+  std::set<KsockId> pending_senders_;
+  std::map<std::pair<MessageId, KsockId>, KsockId> owed_index_;  // (request, requester) -> holder
+  std::set<KsockId> touched_;
+};
+
+}  // namespace kbus::core

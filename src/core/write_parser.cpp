@@ -1,0 +1,166 @@
+#include "core/write_parser.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/names.hpp"
+
+namespace kbus::core {
+
+namespace {
+std::uint32_t get32(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+std::uint64_t get64(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+}  // namespace
+
+const char* WriteParser::part_name(Part p) noexcept {
+  switch (p) {
+    case Part::kHdr: return "HDR";
+    case Part::kName: return "NAME";
+    case Part::kNpad: return "NPAD";
+    case Part::kData: return "DATA";
+    case Part::kDpad: return "DPAD";
+    case Part::kFinal: return "FINAL";
+  }
+  return "?";
+}
+
+void WriteParser::reset() noexcept {
+  started_ = false;
+  complete_ = false;
+  pointy_ = false;
+  data_ptr_nonzero_ = false;
+  part_ = Part::kHdr;
+  pos_ = 0;
+  hdr_bytes_.clear();
+  hdr_ = Header{};
+  name_len_ = 0;
+  data_len_ = 0;
+  name_.clear();
+  data_.clear();
+  final_.clear();
+}
+
+std::uint32_t WriteParser::part_len() const noexcept {
+  switch (part_) {
+    case Part::kHdr: return header_len_;
+    case Part::kName: return name_len_;
+    case Part::kNpad: return padded_name_len(name_len_) - name_len_;
+    case Part::kData: return data_len_;
+    case Part::kDpad: return padded_data_len(data_len_) - data_len_;
+    case Part::kFinal: return 4;
+  }
+  return 0;
+}
+
+Result<void> WriteParser::check_header(std::uint32_t max_msg_size) {
+  const char* p = hdr_bytes_.data();
+  const bool h64 = header_len_ == kHeaderLen64;
+  // §4.2-4, in this order.
+  if (get32(p) != kStartGuard) return Errc::einval;
+  if (get32(p + (h64 ? 80 : 68)) != kEndGuard) return Errc::einval;
+  hdr_.id = {get32(p + 4), get32(p + 8)};
+  hdr_.in_reply_to = {get32(p + 12), get32(p + 16)};
+  hdr_.to = get32(p + 20);
+  hdr_.from = get32(p + 24);
+  hdr_.orig_from = {get32(p + 28), get32(p + 32)};
+  hdr_.final_to = {get32(p + 36), get32(p + 40)};
+  hdr_.extra = get32(p + 44);
+  hdr_.flags = get32(p + 48);
+  name_len_ = get32(p + 52);
+  data_len_ = get32(p + 56);
+  const bool name_ptr = h64 ? get64(p + 64) != 0 : get32(p + 60) != 0;
+  const bool data_ptr = h64 ? get64(p + 72) != 0 : get32(p + 64) != 0;
+  if (name_len_ == 0) return Errc::einval;
+  if (name_len_ > kMaxNameLen) return Errc::enametoolong;
+  // §3.4 pointer consistency.
+  if (!name_ptr && data_ptr) return Errc::einval;
+  if (name_ptr && !data_ptr && data_len_ != 0) return Errc::einval;
+  if (data_len_ == 0 && data_ptr) return Errc::einval;
+  if ((hdr_.flags & flag::kAllOrWait) && (hdr_.flags & flag::kAllOrFail)) return Errc::einval;
+  if (entire_len(header_len_, name_len_, data_len_) > max_msg_size) return Errc::emsgsize;
+  pointy_ = name_ptr;
+  data_ptr_nonzero_ = data_ptr;
+  return {};
+}
+
+Result<void> WriteParser::write(std::string_view bytes, std::uint32_t max_msg_size) {
+  if (!started_) {
+    reset();
+    started_ = true;
+  }
+  while (!bytes.empty()) {
+    if (complete_) {  // §4.2-6
+      reset();
+      return Errc::emsgsize;
+    }
+    const std::uint32_t want = part_len() - pos_;
+    const auto take = static_cast<std::uint32_t>(std::min<std::size_t>(want, bytes.size()));
+    const std::string_view chunk = bytes.substr(0, take);
+    bytes.remove_prefix(take);
+    switch (part_) {
+      case Part::kHdr: hdr_bytes_.append(chunk); break;
+      case Part::kName: name_.append(chunk); break;
+      case Part::kData: data_.append(chunk); break;
+      case Part::kFinal: final_.append(chunk); break;
+      case Part::kNpad:
+      case Part::kDpad: break;  // padding content is ignored
+    }
+    pos_ += take;
+    if (pos_ < part_len()) continue;
+    // The part is complete: check it and move on.
+    switch (part_) {
+      case Part::kHdr:
+        if (auto r = check_header(max_msg_size); !r) {
+          reset();
+          return r.error();
+        }
+        if (pointy_) {
+          complete_ = true;
+        } else {
+          name_.reserve(name_len_);
+          data_.reserve(data_len_);
+          part_ = Part::kName;
+          pos_ = 0;
+        }
+        break;
+      case Part::kName:
+        if (!is_valid_name(name_) || is_wildcard(name_)) {  // §4.2-5
+          reset();
+          return Errc::ebadmsg;
+        }
+        part_ = Part::kNpad;
+        pos_ = 0;
+        break;
+      case Part::kNpad:
+        part_ = data_len_ ? Part::kData : Part::kFinal;
+        pos_ = 0;
+        break;
+      case Part::kData:
+        part_ = padded_data_len(data_len_) > data_len_ ? Part::kDpad : Part::kFinal;
+        pos_ = 0;
+        break;
+      case Part::kDpad:
+        part_ = Part::kFinal;
+        pos_ = 0;
+        break;
+      case Part::kFinal:
+        if (get32(final_.data()) != kEndGuard) {
+          reset();
+          return Errc::einval;
+        }
+        complete_ = true;
+        break;
+    }
+  }
+  return {};
+}
+
+}  // namespace kbus::core

@@ -1,0 +1,82 @@
+// daemon/daemon.hpp - kbusd: one epoll loop serving buses 0..N-1.
+//
+// The daemon is thin: it accepts connections (one per Ksock), decodes frames
+// (protocol/frames.hpp), calls the bus core, writes replies, and carries out
+// the core's effects: it drives each Ksock's poll fd and answers blocked
+// receives (WAITREAD). It never blocks on a client: every socket is
+// non-blocking, output is buffered and flushed on EPOLLOUT, and a client
+// whose unread replies pile up is not read from until it catches up.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/bus.hpp"
+#include "protocol/frames.hpp"
+
+namespace kbus::daemon {
+
+struct Config {
+  std::uint32_t devices = 1;
+  std::string dir;
+  core::BusLimits limits;
+  std::uint32_t max_frame_len = protocol::kMaxFrameLen;
+  std::size_t output_high_water = 1u << 20;  // stop reading a client above this
+  bool log_ops = false;
+};
+
+// The socket directory for a daemon or client: $KBUS_DIR, else /run/kbus for
+// root, else $XDG_RUNTIME_DIR/kbus, else /tmp/kbus-$UID.
+std::string default_dir();
+
+class Daemon {
+ public:
+  explicit Daemon(Config cfg);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Creates the directory, takes its lock, creates the bus sockets and
+  // blocks SIGTERM/SIGINT into a signalfd. Returns false (after printing
+  // the reason) if the daemon cannot start.
+  bool start();
+  // Serves until SIGTERM or SIGINT; removes the sockets. Returns the exit code.
+  int run();
+
+ private:
+  struct Connection;
+  struct BusEntry {
+    std::unique_ptr<core::Bus> bus;
+    int listen_fd = -1;
+    std::string path;
+    std::map<core::KsockId, Connection*> by_ksock;
+  };
+
+  bool add_bus();
+  void accept_on(std::uint32_t bus);
+  void on_readable(Connection& c);
+  void process_input(Connection& c);
+  void dispatch(Connection& c, std::uint32_t op, std::string_view payload);
+  void hello(Connection& c, std::string_view payload);
+  void apply_effects(BusEntry& b);
+  void update_poll_fd(Connection& c, core::Bus& bus);
+  void flush(Connection& c);
+  void update_epoll(Connection& c);
+  void close_connection(Connection& c, const char* why);
+  void log_client(const Connection& c, const std::string& what) const;
+  std::string report(bool stats) const;
+
+  Config cfg_;
+  int epoll_fd_ = -1;
+  int signal_fd_ = -1;
+  int lock_fd_ = -1;
+  std::vector<BusEntry> buses_;
+  std::uint64_t next_conn_id_ = 1;
+  std::map<std::uint64_t, std::unique_ptr<Connection>> conns_;
+  std::vector<std::uint64_t> backlog_;  // connections with unprocessed input
+};
+
+}  // namespace kbus::daemon

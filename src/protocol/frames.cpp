@@ -1,0 +1,44 @@
+#include "protocol/frames.hpp"
+
+namespace kbus::protocol {
+
+void append_request(std::string& out, Op op, std::string_view payload) {
+  put_u32(out, static_cast<std::uint32_t>(4 + payload.size()));
+  put_u32(out, static_cast<std::uint32_t>(op));
+  out.append(payload);
+}
+
+void append_reply(std::string& out, std::int32_t status, std::string_view payload) {
+  put_u32(out, static_cast<std::uint32_t>(4 + payload.size()));
+  put_u32(out, static_cast<std::uint32_t>(status));
+  out.append(payload);
+}
+
+std::size_t begin_frame(std::string& out, std::uint32_t op_or_status) {
+  std::size_t at = out.size();
+  put_u32(out, 0);
+  put_u32(out, op_or_status);
+  return at;
+}
+
+void end_frame(std::string& out, std::size_t frame_offset) {
+  auto len = static_cast<std::uint32_t>(out.size() - frame_offset - 4);
+  std::memcpy(out.data() + frame_offset, &len, 4);
+}
+
+void set_frame_word(std::string& out, std::size_t frame_offset, std::uint32_t op_or_status) {
+  std::memcpy(out.data() + frame_offset + 4, &op_or_status, 4);
+}
+
+Parse parse_frame(std::string_view buf, Frame& f, std::size_t& consumed, std::uint32_t max_len) {
+  if (buf.size() < 4) return Parse::kIncomplete;
+  std::uint32_t len = get_u32(buf.data());
+  if (len < 4 || len > max_len) return Parse::kBadLength;
+  if (buf.size() - 4 < len) return Parse::kIncomplete;
+  f.word = get_u32(buf.data() + 4);
+  f.payload = buf.substr(8, len - 4);
+  consumed = 4 + std::size_t{len};
+  return Parse::kOk;
+}
+
+}  // namespace kbus::protocol

@@ -1,0 +1,119 @@
+// protocol/frames.hpp - framing of requests and replies between kbusd and a
+// client (docs/protocol.md). One codec, shared by the daemon and the C++
+// client. Integers are u32 in host byte order.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace kbus::protocol {
+
+constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kMaxFrameLen = 1u << 20;  // bytes after the length field
+
+enum class Op : std::uint32_t {
+  kReset = 1,
+  kBind = 2,
+  kUnbind = 3,
+  kKsockId = 4,
+  kReplier = 5,
+  kNextMsg = 6,
+  kLenLeft = 7,
+  kSend = 8,
+  kDiscard = 9,
+  kLastSent = 10,
+  kMaxMsgs = 11,
+  kNumMsgs = 12,
+  kUnrepliedTo = 13,
+  kMsgOnlyOnce = 14,
+  kVerbose = 15,
+  kNewDevice = 16,
+  kReportReplierBinds = 17,
+  kMaxMsgSize = 18,
+  kHello = 64,
+  kWrite = 65,
+  kRead = 66,
+  kSendMsg = 67,
+  kNextRead = 68,
+  kWaitRead = 69,
+  kBindings = 70,
+  kStats = 71,
+};
+
+// HELLO mode bits.
+constexpr std::uint32_t kModeRead = 1;
+constexpr std::uint32_t kModeWrite = 2;
+
+inline void put_u32(std::string& out, std::uint32_t v) {
+  char b[4];
+  std::memcpy(b, &v, 4);
+  out.append(b, 4);
+}
+inline std::uint32_t get_u32(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Appends a whole request frame.
+void append_request(std::string& out, Op op, std::string_view payload = {});
+// Appends a whole reply frame.
+void append_reply(std::string& out, std::int32_t status, std::string_view payload = {});
+
+// Starts a frame whose payload the caller appends afterwards; end_frame()
+// then fills in the length. Returns the offset of the frame.
+std::size_t begin_frame(std::string& out, std::uint32_t op_or_status);
+void end_frame(std::string& out, std::size_t frame_offset);
+void set_frame_word(std::string& out, std::size_t frame_offset, std::uint32_t op_or_status);
+
+struct Frame {
+  std::uint32_t word = 0;  // op (request) or status (reply, as u32)
+  std::string_view payload;
+};
+
+enum class Parse { kIncomplete, kOk, kBadLength };
+// Looks for one whole frame at the start of buf. On kOk fills f and consumed.
+Parse parse_frame(std::string_view buf, Frame& f, std::size_t& consumed,
+                  std::uint32_t max_len = kMaxFrameLen);
+
+// Reads the fields of a payload in order; any shortfall sets !ok().
+class PayloadReader {
+ public:
+  explicit PayloadReader(std::string_view p) : p_(p) {}
+  std::uint32_t u32() {
+    if (p_.size() < 4) {
+      ok_ = false;
+      return 0;
+    }
+    std::uint32_t v = get_u32(p_.data());
+    p_.remove_prefix(4);
+    return v;
+  }
+  std::string_view bytes(std::size_t n) {
+    if (p_.size() < n) {
+      ok_ = false;
+      return {};
+    }
+    std::string_view v = p_.substr(0, n);
+    p_.remove_prefix(n);
+    return v;
+  }
+  // u32 length followed by that many bytes.
+  std::string_view name() { return bytes(u32()); }
+  std::string_view rest() {
+    std::string_view v = p_;
+    p_ = {};
+    return v;
+  }
+  bool ok() const { return ok_; }
+  // All fields read and nothing left over.
+  bool done() const { return ok_ && p_.empty(); }
+
+ private:
+  std::string_view p_;
+  bool ok_ = true;
+};
+
+}  // namespace kbus::protocol
