@@ -1,0 +1,180 @@
+// Randomised operation sequences against the bus core, checking its
+// invariants after every step and, at the end, the guarantee of §6.1: every
+// Request that SEND accepted gets exactly one answer (Reply or Status) at
+// the requester, and none gets two.
+//
+// Requesters are Ksocks that never bind and are never closed during the run; everything else (listeners, repliers, which also reply,
+// forget to reply, unbind and close at random) comes and goes.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/bus.hpp"
+#include "kbus/message.hpp"
+
+namespace kbus::core {
+namespace {
+
+const char* const kNames[] = {"$.A", "$.A.B", "$.A.C", "$.B.C.D", "$.KBUS.ReplierBindEvent"};
+const char* const kBindNames[] = {"$.A",   "$.A.B", "$.A.C", "$.B.C.D", "$.A.*",
+                                  "$.A.%", "$.*",   "$.B.%", "$.KBUS.ReplierBindEvent"};
+
+struct RandomRun {
+  explicit RandomRun(unsigned seed) : rng(seed), bus(0) {}
+
+  std::mt19937 rng;
+  Bus bus;
+  std::vector<KsockId> requesters;
+  std::vector<KsockId> others;
+  std::map<KsockId, std::vector<Message>> to_answer;  // popped Requests with YOU
+  std::map<MessageId, KsockId> accepted;              // request id -> requester
+  std::set<MessageId> maybe;                          // went pending: 0 or 1 answer
+  std::map<MessageId, int> answers;
+  std::string buf;
+
+  unsigned pick(unsigned n) { return std::uniform_int_distribution<unsigned>(0, n - 1)(rng); }
+
+  void drain(KsockId k, bool requester) {
+    for (;;) {
+      buf.clear();
+      auto r = bus.next_read(k, buf);
+      ASSERT_TRUE(r.ok());
+      if (*r == 0) return;
+      auto m = decode_entire(buf, kHeaderLen64);
+      ASSERT_TRUE(m.ok());
+      if (m->is_reply() && m->hdr.to == k && requester &&
+          (accepted.count(m->hdr.in_reply_to) || maybe.count(m->hdr.in_reply_to)) &&
+          m->name.rfind("$.KBUS.ReplierBindEvent", 0) != 0) {
+        // Listener copies of Replies are addressed to someone else, so only
+        // count the requester's own answers (to == k).
+        if (accepted.count(m->hdr.in_reply_to) && accepted[m->hdr.in_reply_to] == k)
+          ++answers[m->hdr.in_reply_to];
+        else if (maybe.count(m->hdr.in_reply_to))
+          ++answers[m->hdr.in_reply_to];
+      }
+      if (m->wants_us_to_reply()) to_answer[k].push_back(*m);
+    }
+  }
+
+  void send_from(KsockId k, Message m) {
+    std::string bytes = encode_entire(m, kHeaderLen64);
+    auto w = bus.write(k, bytes);
+    if (!w.ok()) {
+      bus.discard(k);
+      return;
+    }
+    const bool req = m.is_request();
+    SendOutcome s = bus.send(k);
+    if (s.error == Errc::ok && req) accepted[s.id] = k;
+    if (s.error == Errc::eagain) {
+      if (req) maybe.insert(s.id);
+      if (pick(2)) bus.discard(k);  // abandon it, or leave it pending
+    }
+  }
+
+  void step() {
+    const unsigned op = pick(12);
+    std::vector<KsockId> all = requesters;
+    all.insert(all.end(), others.begin(), others.end());
+    const KsockId any = all[pick(static_cast<unsigned>(all.size()))];
+    switch (op) {
+      case 0:
+        if (others.size() < 6) others.push_back(bus.open({}));
+        break;
+      case 1:
+        if (!others.empty()) {
+          const unsigned i = pick(static_cast<unsigned>(others.size()));
+          bus.close(others[i]);
+          to_answer.erase(others[i]);
+          others.erase(others.begin() + i);
+        }
+        break;
+      case 2:
+      case 3: {  // requesters never bind: listener copies of a Reply look
+                 // exactly like the requester's own copy
+        if (others.empty()) break;
+        const KsockId k = others[pick(static_cast<unsigned>(others.size()))];
+        if (op == 2)
+          (void)bus.bind(k, pick(2), kBindNames[pick(9)]);
+        else
+          (void)bus.unbind(k, pick(2), kBindNames[pick(9)]);
+        break;
+      }
+      case 4:
+      case 5: {  // requests from requesters, announcements from anyone
+        const bool req = op == 4;
+        const KsockId k = req ? requesters[pick(static_cast<unsigned>(requesters.size()))] : any;
+        std::uint32_t flags = 0;
+        if (pick(4) == 0) flags |= flag::kUrgent;
+        const unsigned all_or = pick(5);
+        if (all_or == 0) flags |= flag::kAllOrWait;
+        if (all_or == 1) flags |= flag::kAllOrFail;
+        Message m = req ? make_request(kNames[pick(4)], "q", flags)
+                        : make_announcement(kNames[pick(4)], "a", flags);
+        send_from(k, m);
+        break;
+      }
+      case 6:
+      case 7: {
+        const bool is_req = std::find(requesters.begin(), requesters.end(), any) != requesters.end();
+        drain(any, is_req);
+        break;
+      }
+      case 8: {  // answer (sometimes from the wrong Ksock)
+        if (to_answer.empty()) break;
+        auto it = to_answer.begin();
+        std::advance(it, pick(static_cast<unsigned>(to_answer.size())));
+        if (it->second.empty()) break;
+        Message req = it->second.back();
+        it->second.pop_back();
+        if (!bus.is_open(it->first)) break;
+        auto rep = make_reply(req, "r", pick(3) == 0 ? flag::kAllOrWait : 0);
+        send_from(pick(5) == 0 ? any : it->first, *rep);
+        break;
+      }
+      case 9:
+        bus.max_msgs(any, 1 + pick(pick(2) ? 4 : 40));
+        break;
+      case 10:
+        (void)bus.report_replier_binds(any, pick(2));
+        break;
+      case 11:
+        (void)bus.only_once(any, pick(2));
+        break;
+    }
+    bus.check_invariants();
+  }
+};
+
+class BusRandom : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(BusRandom, InvariantsHoldAndEveryAcceptedRequestGetsExactlyOneAnswer) {
+  RandomRun run(GetParam());
+  for (int i = 0; i < 3; ++i) run.requesters.push_back(run.bus.open({}));
+  for (int i = 0; i < 3; ++i) run.others.push_back(run.bus.open({}));
+  for (int i = 0; i < 10000; ++i) {
+    run.step();
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  // §6.1: close everything that can answer; the requesters then hold exactly
+  // one answer for every request SEND accepted.
+  for (KsockId k : run.requesters) run.bus.discard(k);
+  for (KsockId k : run.others) run.bus.close(k);
+  run.bus.check_invariants();
+  for (KsockId k : run.requesters) run.drain(k, true);
+  for (const auto& [id, k] : run.accepted) {
+    EXPECT_EQ(run.answers[id], 1) << "request " << id.to_string() << " from ksock " << k;
+  }
+  for (MessageId id : run.maybe) EXPECT_LE(run.answers[id], 1) << id.to_string();
+  for (KsockId k : run.requesters) EXPECT_EQ(run.bus.unreplied_to(k), 0u);
+  EXPECT_GT(run.accepted.size(), 60u) << "the run should exercise many requests";
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, BusRandom, ::testing::Range(1u, 21u));
+
+}  // namespace
+}  // namespace kbus::core
