@@ -275,6 +275,8 @@ SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload
     body->name = std::move(k.writer.name());
     body->data = std::move(k.writer.data());
   }
+  k.pending_part = k.writer.part();
+  k.pending_pos = k.writer.part_pos();
   k.writer.reset();
   out.body = std::move(body);
   // §5.2-5: a Request needs a reply slot in the sender's own queue.
@@ -578,10 +580,12 @@ std::shared_ptr<const MessageBody> Bus::bind_event_body(bool is_bind, KsockId bi
 
 // §8.2/8.3: ALL_OR_FAIL delivery of a bind event. With §14-17, a listener
 // that has set-aside events gets the new event behind them.
-Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name) {
+Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name,
+                          Header* hdr_out) {
   Header h;
   h.id = next_serial();
   h.flags = flag::kSynthetic | flag::kAllOrFail;
+  if (hdr_out) *hdr_out = h;
   std::vector<const Binding*> listeners;
   bindings_.matching_listeners(status_name::kReplierBindEvent, listeners);
   std::size_t to_set_aside = 0;
@@ -609,13 +613,11 @@ Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name) {
 
 // §8.4: an unbind event from CLOSE can never fail.
 void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
-  if (send_bind_event(false, binder, name) == Errc::ok) return;
+  Header h;  // one message: the set-aside copies keep the id of the attempt
+  if (send_bind_event(false, binder, name, &h) == Errc::ok) return;
   std::vector<const Binding*> listeners;
   bindings_.matching_listeners(status_name::kReplierBindEvent, listeners);
   if (!lost_mode_ && listeners.size() + set_aside_.size() <= limits_.set_aside_capacity) {
-    Header h;
-    h.id = next_serial();
-    h.flags = flag::kSynthetic | flag::kAllOrFail;
     auto body = bind_event_body(false, binder, name);
     for (const Binding* b : listeners) {
       set_aside_.push_back({b->ksock, b->seq, false, h, body});
@@ -634,12 +636,12 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
       }
     }
     if (has_marker) continue;
-    Header h;
-    h.id = next_serial();
-    h.flags = flag::kSynthetic;
+    Header lost;
+    lost.id = next_serial();
+    lost.flags = flag::kSynthetic;
     auto body = std::make_shared<MessageBody>();
     body->name = std::string(status_name::kUnbindEventsLost);
-    set_aside_.push_back({b->ksock, b->seq, true, h, body});
+    set_aside_.push_back({b->ksock, b->seq, true, lost, body});
     ++ks(b->ksock).set_aside;
   }
 }
@@ -702,8 +704,9 @@ void Bus::append_stats(std::string& out) const {
     const unsigned read_len = k.current ? static_cast<unsigned>(k.current->image.size()) : 0;
     std::snprintf(buf, sizeof buf,
                   "      read byte %u of %u, wrote byte %u of %s (%sfinished), %ssending\n",
-                  read_pos, read_len, k.writer.part_pos(), WriteParser::part_name(k.writer.part()),
-                  k.writer.complete() ? "" : "not ", k.sending ? "" : "not ");
+                  read_pos, read_len, k.sending ? k.pending_pos : k.writer.part_pos(),
+                  WriteParser::part_name(k.sending ? k.pending_part : k.writer.part()),
+                  (k.sending || k.writer.complete()) ? "" : "not ", k.sending ? "" : "not ");
     out += buf;
     std::snprintf(buf, sizeof buf,
                   "      outstanding requests %u (size %u, max %u), unsent replies %u (max %u)\n",

@@ -149,6 +149,8 @@ class Bus {
     WriteParser writer{kHeaderLen64};
     bool sending = false;
     Outgoing pending;        // valid while sending
+    WriteParser::Part pending_part = WriteParser::Part::kHdr;  // where the
+    std::uint32_t pending_pos = 0;  // pending message's writing ended (stats)
     bool completed_pending = false;  // a pending send ended by a retry
     MessageId completed_id;          // ... with this id
     MessageId last_sent;
@@ -190,7 +192,9 @@ class Bus {
   std::shared_ptr<const MessageBody> bind_event_body(bool is_bind, KsockId binder,
                                                      std::string_view name) const;
   // §8.2/8.3: deliver an event ALL_OR_FAIL; EAGAIN if a listener is full.
-  Errc send_bind_event(bool is_bind, KsockId binder, std::string_view name);
+  // `hdr_out`, if given, receives the event's header (its id was consumed).
+  Errc send_bind_event(bool is_bind, KsockId binder, std::string_view name,
+                       Header* hdr_out = nullptr);
   // §8.4: deliver or set aside; never fails.
   void send_bind_event_safely(KsockId binder, std::string_view name);
   void move_one_set_aside(Ksock& k);
