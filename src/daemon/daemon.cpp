@@ -152,6 +152,9 @@ bool Daemon::start() {
   ev.events = EPOLLIN;
   ev.data.u64 = kTagSignal;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, signal_fd_, &ev);
+  // Never reallocated: operations hold references to their BusEntry while
+  // NEWDEVICE adds one.
+  buses_.reserve(kMaxBuses);
   for (std::uint32_t i = 0; i < cfg_.devices; ++i)
     if (!add_bus()) return false;
   return true;
@@ -320,6 +323,7 @@ void Daemon::process_input(Connection& c) {
     } else if (c.out.size() - c.out_off > cfg_.output_high_water) {
       // The client is not reading its replies: stop reading it until it does.
       c.reading_paused = true;
+      flush(c);
       update_epoll(c);
       return;
     }
@@ -328,6 +332,7 @@ void Daemon::process_input(Connection& c) {
     const std::string_view avail(c.in.data() + c.in_off, c.in.size() - c.in_off);
     const auto r = protocol::parse_frame(avail, f, used, cfg_.max_frame_len);
     if (r == protocol::Parse::kIncomplete) {
+      flush(c);
       if (c.in_off > 0 && c.in_off == c.in.size()) {
         c.in.clear();
         c.in_off = 0;
@@ -343,18 +348,20 @@ void Daemon::process_input(Connection& c) {
       close_connection(c, nullptr);
       return;
     }
-    // The frame's bytes stay valid until in_off moves past them.
-    const std::string payload(f.payload);
+    // The payload stays valid during dispatch: nothing moves c.in until the
+    // next read.
     c.in_off += used;
     if (c.waiting) {
       // docs/protocol.md §4.4: a new frame answers the blocked WAITREAD with 0.
       c.waiting = false;
       protocol::append_reply(c.out, 0);
     }
-    dispatch(c, f.word, payload);
-    if (!c.closed && !c.peer_gone) flush(c);
+    dispatch(c, f.word, f.payload);
   }
-  backlog_.push_back(c.id);  // more frames may wait: continue next turn
+  if (!c.closed) {
+    flush(c);
+    backlog_.push_back(c.id);  // more frames may wait: continue next turn
+  }
 }
 
 void Daemon::dispatch(Connection& c, std::uint32_t op_word, std::string_view payload) {
@@ -737,8 +744,8 @@ void Daemon::close_connection(Connection& c, const char* why) {
   if (c.poll_a >= 0) ::close(c.poll_a);
   if (c.poll_b >= 0) ::close(c.poll_b);
   c.poll_a = c.poll_b = -1;
-  c.in.clear();
   c.out.clear();
+  c.out_off = 0;
   if (c.ksock != 0) {
     BusEntry& be = buses_[c.bus];
     be.by_ksock.erase(c.ksock);
