@@ -1,0 +1,520 @@
+// client/ksock.cpp - kbus::Ksock over the wire protocol (docs/protocol.md §4).
+//
+// Every operation is written once, as its try_ form: encode the request,
+// one round trip through the Connection, decode the reply. The throwing
+// forms are `try_x(...).get(what)`, so the two can never disagree. No
+// operation prefetches or caches bus state: what a call returns is what the
+// daemon said in reply to it.
+#include "kbus/ksock.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "client/connection.hpp"
+#include "protocol/frames.hpp"
+
+namespace kbus {
+
+using client::Connection;
+using client::ReplyFrame;
+using protocol::Op;
+using protocol::put_u32;
+
+namespace {
+
+// Turns any exception escaping an encoder (only std::bad_alloc can) into
+// ENOMEM, so that try_ calls really never throw.
+template <class F>
+auto guarded(F&& f) noexcept -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Errc::enomem;
+  } catch (...) {
+    return Errc::efault;
+  }
+}
+
+Errc status_errc(std::int32_t status) noexcept { return static_cast<Errc>(-status); }
+
+// A reply whose payload is exactly one u32 (status >= 0).
+Result<std::uint32_t> u32_reply(Result<ReplyFrame> r) {
+  if (!r) return r.error();
+  if (r->status < 0) return status_errc(r->status);
+  if (r->payload.size() != 4) return Errc::eproto;
+  return protocol::get_u32(r->payload.data());
+}
+
+// A reply with no payload of interest.
+Result<void> void_reply(Result<ReplyFrame> r) {
+  if (!r) return r.error();
+  if (r->status < 0) return status_errc(r->status);
+  return {};
+}
+
+Result<MessageId> id_reply(Result<ReplyFrame> r) {
+  if (!r) return r.error();
+  if (r->status < 0) return status_errc(r->status);
+  if (r->payload.size() != 8) return Errc::eproto;
+  return MessageId{protocol::get_u32(r->payload.data()), protocol::get_u32(r->payload.data() + 4)};
+}
+
+// NEXTREAD / WAITREAD: status 1 + entire message, or 0 and nothing.
+Result<std::optional<Message>> message_reply(Result<ReplyFrame> r, std::uint32_t header_len) {
+  if (!r) return r.error();
+  if (r->status < 0) return status_errc(r->status);
+  if (r->status == 0) return std::optional<Message>{};
+  auto m = decode_entire(r->payload, header_len);
+  if (!m) return Errc::eproto;
+  return std::optional<Message>(std::move(m.value()));
+}
+
+std::string name_payload(std::string_view name) {
+  std::string p;
+  p.reserve(4 + name.size());
+  put_u32(p, static_cast<std::uint32_t>(name.size()));
+  p.append(name);
+  return p;
+}
+
+std::string u32_payload(std::uint32_t v) {
+  std::string p;
+  put_u32(p, v);
+  return p;
+}
+
+// Where the pointer fields of the header lie (KBUS-SPEC.md §3.1).
+struct PointerOffsets {
+  std::size_t name;
+  std::size_t data;
+  std::size_t size;
+};
+PointerOffsets pointer_offsets(std::uint32_t header_len) {
+  if (header_len == kHeaderLen64) return {64, 72, 8};
+  return {60, 64, 4};
+}
+
+void put_pointer(std::string& hdr, std::size_t at, std::size_t size, const void* p) {
+  auto v = reinterpret_cast<std::uintptr_t>(p);
+  if (size == 8) {
+    std::uint64_t v64 = v;
+    std::memcpy(hdr.data() + at, &v64, 8);
+  } else {
+    auto v32 = static_cast<std::uint32_t>(v);
+    std::memcpy(hdr.data() + at, &v32, 4);
+  }
+}
+
+const char* mode_text(Mode m) {
+  switch (m) {
+    case Mode::read:
+      return "read";
+    case Mode::write:
+      return "write";
+    case Mode::read_write:
+      return "read/write";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string default_bus_dir() {
+  const char* env = std::getenv("KBUS_DIR");
+  if (env != nullptr && *env != '\0') return env;
+  if (::geteuid() == 0) return "/run/kbus";
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && *xdg != '\0') return std::string(xdg) + "/kbus";
+  return "/tmp/kbus-" + std::to_string(::getuid());
+}
+
+Ksock::Ksock() noexcept = default;
+Ksock::Ksock(std::unique_ptr<Connection> conn) noexcept : conn_(std::move(conn)) {}
+Ksock::Ksock(Ksock&&) noexcept = default;
+Ksock& Ksock::operator=(Ksock&&) noexcept = default;
+Ksock::~Ksock() = default;
+
+Result<Ksock> Ksock::try_open(int bus, Mode mode, const std::string& dir) noexcept {
+  return guarded([&]() -> Result<Ksock> {
+    if (bus < 0) return Errc::enoent;
+    std::string path = (dir.empty() ? default_bus_dir() : dir) + "/kbus" + std::to_string(bus);
+    auto c = Connection::open(path, static_cast<std::uint32_t>(mode), kNativeHeaderLen);
+    if (!c) return c.error();
+    return Ksock(std::move(c.value()));
+  });
+}
+
+Ksock Ksock::open(int bus, Mode mode, const std::string& dir) {
+  return try_open(bus, mode, dir).get("kbus open");
+}
+
+void Ksock::close() noexcept { conn_.reset(); }
+bool Ksock::is_open() const noexcept { return conn_ != nullptr; }
+std::uint32_t Ksock::id() const noexcept { return conn_ ? conn_->ksock_id() : 0; }
+std::uint32_t Ksock::bus() const noexcept { return conn_ ? conn_->bus() : 0; }
+Mode Ksock::mode() const noexcept {
+  return conn_ ? static_cast<Mode>(conn_->mode()) : Mode::read_write;
+}
+const std::string& Ksock::path() const noexcept {
+  static const std::string kNone;
+  return conn_ ? conn_->path() : kNone;
+}
+int Ksock::fileno() const noexcept { return conn_ ? conn_->poll_fd() : -1; }
+
+std::string Ksock::to_string() const {
+  if (!conn_) return "Ksock (closed)";
+  return "Ksock device " + std::to_string(bus()) + ", id " + std::to_string(id()) + ", mode " +
+         mode_text(mode());
+}
+
+Result<unsigned> Ksock::try_wait(unsigned what, std::optional<Timeout> timeout) noexcept {
+  if (!conn_) return Errc::ebadf;
+  short events = 0;
+  if (what & ready::kReadable) events |= POLLIN;
+  if (what & ready::kWritable) events |= POLLOUT;
+  if (events == 0) return Errc::einval;
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + timeout.value_or(Timeout{0});
+  for (;;) {
+    int ms = -1;
+    if (timeout) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      ms = left.count() < 0 ? 0 : static_cast<int>(left.count());
+    }
+    pollfd p{conn_->poll_fd(), events, 0};
+    int rc = ::poll(&p, 1, ms);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return static_cast<Errc>(errno);
+    }
+    if (rc == 0) return 0u;
+    // The daemon closed its end of the poll fd: it has gone away (the fd
+    // then also looks readable, at EOF).
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return Errc::econnreset;
+    unsigned got = 0;
+    if (p.revents & POLLIN) got |= ready::kReadable;
+    if (p.revents & POLLOUT) got |= ready::kWritable;
+    if (got != 0) return got & what;
+  }
+}
+
+unsigned Ksock::wait(unsigned what, std::optional<Timeout> timeout) {
+  return try_wait(what, timeout).get("kbus wait");
+}
+
+// ---- simple operations ----
+
+#define KBUS_CHECK_OPEN() \
+  if (!conn_) return Errc::ebadf
+
+Result<void> Ksock::try_reset() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return void_reply(conn_->call(Op::kReset)); });
+}
+void Ksock::reset() { try_reset().get("kbus reset"); }
+
+static std::string bind_payload(std::string_view name, bool replier) {
+  std::string p;
+  p.reserve(8 + name.size());
+  put_u32(p, replier ? 1 : 0);
+  put_u32(p, static_cast<std::uint32_t>(name.size()));
+  p.append(name);
+  return p;
+}
+
+Result<void> Ksock::try_bind(std::string_view name, bool replier) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return void_reply(conn_->call(Op::kBind, bind_payload(name, replier))); });
+}
+void Ksock::bind(std::string_view name, bool replier) { try_bind(name, replier).get("kbus bind"); }
+
+Result<void> Ksock::try_unbind(std::string_view name, bool replier) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded(
+      [&] { return void_reply(conn_->call(Op::kUnbind, bind_payload(name, replier))); });
+}
+void Ksock::unbind(std::string_view name, bool replier) {
+  try_unbind(name, replier).get("kbus unbind");
+}
+
+Result<std::uint32_t> Ksock::try_ksock_id() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kKsockId)); });
+}
+std::uint32_t Ksock::ksock_id() { return try_ksock_id().get("kbus ksock_id"); }
+
+Result<std::optional<std::uint32_t>> Ksock::try_find_replier(std::string_view name) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&]() -> Result<std::optional<std::uint32_t>> {
+    auto r = conn_->call(Op::kReplier, name_payload(name));
+    if (!r) return r.error();
+    if (r->status < 0) return status_errc(r->status);
+    if (r->payload.size() != 4) return Errc::eproto;
+    std::uint32_t id = protocol::get_u32(r->payload.data());
+    if (r->status == 0) return std::optional<std::uint32_t>{};
+    return std::optional<std::uint32_t>(id);
+  });
+}
+std::optional<std::uint32_t> Ksock::find_replier(std::string_view name) {
+  return try_find_replier(name).get("kbus find_replier");
+}
+
+Result<std::uint32_t> Ksock::try_next_msg() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kNextMsg)); });
+}
+std::uint32_t Ksock::next_msg() { return try_next_msg().get("kbus next_msg"); }
+
+Result<std::uint32_t> Ksock::try_len_left() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kLenLeft)); });
+}
+std::uint32_t Ksock::len_left() { return try_len_left().get("kbus len_left"); }
+
+Result<MessageId> Ksock::try_send() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] {
+    // The payload of a pointy message goes with the first SEND only; the
+    // daemon ignores it on a retry after EAGAIN.
+    std::optional<std::string> payload = std::exchange(conn_->pointy_payload(), std::nullopt);
+    return id_reply(conn_->call(Op::kSend, payload ? std::string_view(*payload) : ""));
+  });
+}
+MessageId Ksock::send() { return try_send().get("kbus send"); }
+
+Result<void> Ksock::try_discard() noexcept {
+  KBUS_CHECK_OPEN();
+  conn_->pointy_payload().reset();
+  return guarded([&] { return void_reply(conn_->call(Op::kDiscard)); });
+}
+void Ksock::discard() { try_discard().get("kbus discard"); }
+
+Result<MessageId> Ksock::try_last_sent() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return id_reply(conn_->call(Op::kLastSent)); });
+}
+MessageId Ksock::last_sent() { return try_last_sent().get("kbus last_sent"); }
+
+Result<std::uint32_t> Ksock::try_set_max_messages(std::uint32_t count) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kMaxMsgs, u32_payload(count))); });
+}
+std::uint32_t Ksock::set_max_messages(std::uint32_t count) {
+  return try_set_max_messages(count).get("kbus set_max_messages");
+}
+Result<std::uint32_t> Ksock::try_max_messages() noexcept { return try_set_max_messages(0); }
+std::uint32_t Ksock::max_messages() { return try_max_messages().get("kbus max_messages"); }
+
+Result<std::uint32_t> Ksock::try_num_messages() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kNumMsgs)); });
+}
+std::uint32_t Ksock::num_messages() { return try_num_messages().get("kbus num_messages"); }
+
+Result<std::uint32_t> Ksock::try_num_unreplied_to() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kUnrepliedTo)); });
+}
+std::uint32_t Ksock::num_unreplied_to() {
+  return try_num_unreplied_to().get("kbus num_unreplied_to");
+}
+
+static Result<bool> toggle_op(Connection& c, Op op, Toggle t) {
+  auto r = u32_reply(c.call(op, u32_payload(static_cast<std::uint32_t>(t))));
+  if (!r) return r.error();
+  return *r != 0;
+}
+
+Result<bool> Ksock::try_only_once(Toggle t) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return toggle_op(*conn_, Op::kMsgOnlyOnce, t); });
+}
+bool Ksock::only_once(Toggle t) { return try_only_once(t).get("kbus only_once"); }
+
+Result<bool> Ksock::try_verbose(Toggle t) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return toggle_op(*conn_, Op::kVerbose, t); });
+}
+bool Ksock::verbose(Toggle t) { return try_verbose(t).get("kbus verbose"); }
+
+Result<bool> Ksock::try_report_replier_binds(Toggle t) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return toggle_op(*conn_, Op::kReportReplierBinds, t); });
+}
+bool Ksock::report_replier_binds(Toggle t) {
+  return try_report_replier_binds(t).get("kbus report_replier_binds");
+}
+
+Result<std::uint32_t> Ksock::try_new_device() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kNewDevice)); });
+}
+std::uint32_t Ksock::new_device() { return try_new_device().get("kbus new_device"); }
+
+Result<std::uint32_t> Ksock::try_set_max_message_size(std::uint32_t size) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_reply(conn_->call(Op::kMaxMsgSize, u32_payload(size))); });
+}
+std::uint32_t Ksock::set_max_message_size(std::uint32_t size) {
+  return try_set_max_message_size(size).get("kbus set_max_message_size");
+}
+Result<std::uint32_t> Ksock::try_max_message_size() noexcept { return try_set_max_message_size(0); }
+std::uint32_t Ksock::max_message_size() {
+  return try_max_message_size().get("kbus max_message_size");
+}
+
+// ---- bytes and messages ----
+
+Result<std::uint32_t> Ksock::try_write_data(std::string_view bytes) noexcept {
+  KBUS_CHECK_OPEN();
+  conn_->pointy_payload().reset();
+  return guarded([&]() -> Result<std::uint32_t> {
+    auto r = conn_->call(Op::kWrite, bytes);
+    if (!r) return r.error();
+    if (r->status < 0) return status_errc(r->status);
+    return static_cast<std::uint32_t>(r->status);
+  });
+}
+std::uint32_t Ksock::write_data(std::string_view bytes) {
+  return try_write_data(bytes).get("kbus write_data");
+}
+
+Result<std::string> Ksock::try_read_data(std::uint32_t max_count) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&]() -> Result<std::string> {
+    auto r = conn_->call(Op::kRead, u32_payload(max_count));
+    if (!r) return r.error();
+    if (r->status < 0) return status_errc(r->status);
+    if (static_cast<std::size_t>(r->status) != r->payload.size()) return Errc::eproto;
+    return std::string(r->payload);
+  });
+}
+std::string Ksock::read_data(std::uint32_t max_count) {
+  return try_read_data(max_count).get("kbus read_data");
+}
+
+Result<void> Ksock::try_write_msg(const Message& msg, Form form) noexcept {
+  KBUS_CHECK_OPEN();
+  conn_->pointy_payload().reset();
+  return guarded([&]() -> Result<void> {
+    const std::uint32_t h = conn_->header_len();
+    std::string frame;
+    std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kWrite));
+    if (form == Form::entire) {
+      encode_entire(frame, msg.hdr, msg.name, msg.data, h);
+      protocol::end_frame(frame, at);
+      auto r = conn_->call_frame(frame);
+      if (!r) return r.error();
+      if (r->status < 0) return status_errc(r->status);
+      return {};
+    }
+    // Pointy: the header alone, its pointer fields non-zero (the data
+    // pointer only if there is data); name and data are kept for SEND.
+    std::string payload = msg.name + msg.data;
+    std::string entire;
+    encode_entire(entire, msg.hdr, msg.name, msg.data, h);
+    std::string hdr = entire.substr(0, h);
+    auto off = pointer_offsets(h);
+    put_pointer(hdr, off.name, off.size, payload.data());
+    put_pointer(hdr, off.data, off.size,
+                msg.data.empty() ? nullptr : payload.data() + msg.name.size());
+    frame.append(hdr);
+    protocol::end_frame(frame, at);
+    auto r = conn_->call_frame(frame);
+    if (!r) return r.error();
+    if (r->status < 0) return status_errc(r->status);
+    conn_->pointy_payload() = std::move(payload);
+    return {};
+  });
+}
+void Ksock::write_msg(const Message& msg, Form form) { try_write_msg(msg, form).get("kbus write_msg"); }
+
+Result<MessageId> Ksock::try_send_msg(const Message& msg) noexcept {
+  KBUS_CHECK_OPEN();
+  conn_->pointy_payload().reset();
+  return guarded([&]() -> Result<MessageId> {
+    std::string frame;
+    std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendMsg));
+    encode_entire(frame, msg.hdr, msg.name, msg.data, conn_->header_len());
+    protocol::end_frame(frame, at);
+    auto r = conn_->call_frame(frame);
+    if (!r) return r.error();
+    if (r->status < 0) return status_errc(r->status);
+    if (r->payload.size() != 8) return Errc::eproto;
+    return MessageId{protocol::get_u32(r->payload.data()),
+                     protocol::get_u32(r->payload.data() + 4)};
+  });
+}
+MessageId Ksock::send_msg(const Message& msg) { return try_send_msg(msg).get("kbus send_msg"); }
+
+Result<std::optional<Message>> Ksock::try_read_next_msg() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return message_reply(conn_->call(Op::kNextRead), conn_->header_len()); });
+}
+std::optional<Message> Ksock::read_next_msg() {
+  return try_read_next_msg().get("kbus read_next_msg");
+}
+
+Result<std::optional<Message>> Ksock::try_wait_for_msg(std::optional<Timeout> timeout) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&]() -> Result<std::optional<Message>> {
+    std::string frame;
+    protocol::append_request(frame, Op::kWaitRead);
+    auto s = conn_->send_frame(frame);
+    if (!s) return s.error();
+    if (!timeout) return message_reply(conn_->read_reply(), conn_->header_len());
+
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + *timeout;
+    for (;;) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      int ms = left.count() < 0 ? 0 : static_cast<int>(left.count());
+      auto ready = conn_->wait_reply(ms);
+      if (!ready) return ready.error();
+      if (*ready) return message_reply(conn_->read_reply(), conn_->header_len());
+      if (ms == 0) break;
+    }
+    // Timed out: any further frame answers the WAITREAD (docs/protocol.md
+    // §4.4). Send RESET, then read the WAITREAD reply (which may still carry
+    // a message that arrived meanwhile) and the RESET reply.
+    std::string reset;
+    protocol::append_request(reset, Op::kReset);
+    auto s2 = conn_->send_frame(reset);
+    if (!s2) return s2.error();
+    auto msg = message_reply(conn_->read_reply(), conn_->header_len());
+    auto rr = void_reply(conn_->read_reply());
+    if (!msg) return msg.error();
+    if (!rr) return rr.error();
+    return msg;
+  });
+}
+std::optional<Message> Ksock::wait_for_msg(std::optional<Timeout> timeout) {
+  return try_wait_for_msg(timeout).get("kbus wait_for_msg");
+}
+
+static Result<std::string> report_reply(Result<ReplyFrame> r) {
+  if (!r) return r.error();
+  if (r->status < 0) return status_errc(r->status);
+  return std::string(r->payload);
+}
+
+Result<std::string> Ksock::try_bindings_report() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return report_reply(conn_->call(Op::kBindings)); });
+}
+std::string Ksock::bindings_report() { return try_bindings_report().get("kbus bindings_report"); }
+
+Result<std::string> Ksock::try_stats_report() noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return report_reply(conn_->call(Op::kStats)); });
+}
+std::string Ksock::stats_report() { return try_stats_report().get("kbus stats_report"); }
+
+}  // namespace kbus

@@ -1,0 +1,346 @@
+// The `kbus` command-line tool (KBUS_CLI_PATH) against a private daemon,
+// found through KBUS_DIR.
+#include <signal.h>
+#include <unistd.h>
+
+#include "integration/fixture.hpp"
+
+namespace kbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class CliTest : public KbusTest {
+ protected:
+  Env env() const { return {{"KBUS_DIR", daemon_.dir()}}; }
+  std::vector<std::string> argv(std::initializer_list<std::string> args) const {
+    std::vector<std::string> v = {kbus_cli_path()};
+    v.insert(v.end(), args);
+    return v;
+  }
+  ProcessResult run(std::initializer_list<std::string> args, const std::string& input = {}) {
+    return run_process(argv(args), env(), input);
+  }
+  // Waits until the bindings report shows `line` (a spawned CLI has bound),
+  // or the process has died, or 10 s have passed. Each check is a round trip.
+  bool wait_for_binding(SpawnedProcess& p, const std::string& line) {
+    Ksock k = open(2);
+    for (int i = 0; i < 1000; ++i) {
+      if (k.bindings_report().find(line) != std::string::npos) return true;
+      if (!p.alive()) return false;
+      p.out().ready(10ms);  // waits on the child's output, not on a clock
+    }
+    return false;
+  }
+};
+
+TEST_F(CliTest, SendPrintsTheIdAndDeliversTheData) {
+  Ksock l = open(0);
+  l.bind("$.Fred");
+  auto r = run({"send", "$.Fred", "hello"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "[0:1]\n");
+  Message m = next(l);
+  EXPECT_EQ(m.data, "hello");
+  EXPECT_EQ(m.hdr.flags, 0u);
+  EXPECT_EQ(m.kind(), "Announcement");
+
+  auto r2 = run({"send", "$.Fred", "-"}, std::string("bin\0ary\n", 8));
+  EXPECT_EQ(r2.exit_code, 0) << r2.err;
+  EXPECT_EQ(r2.out, "[0:2]\n");
+  EXPECT_EQ(next(l).data, std::string("bin\0ary\n", 8));
+
+  auto r3 = run({"send", "--urgent", "$.Fred"});
+  EXPECT_EQ(r3.exit_code, 0) << r3.err;
+  Message u = next(l);
+  EXPECT_EQ(u.hdr.flags, flag::kUrgent);
+  EXPECT_EQ(u.data, "");
+}
+
+TEST_F(CliTest, SendOnAnotherBus) {
+  Ksock l = open(1);
+  l.bind("$.Fred");
+  auto r = run({"send", "-b", "1", "$.Fred", "one"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(next(l).data, "one");
+  auto r2 = run({"send", "--bus", "2", "$.Fred", "two"});
+  EXPECT_EQ(r2.exit_code, 0) << r2.err;
+  EXPECT_EQ(l.num_messages(), 0u);
+}
+
+TEST_F(CliTest, SendFailuresNameTheErrnoAndItsKbusMeaning) {
+  auto bad = run({"send", "$.Fred.*", "x"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("EBADMSG"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find(kbus_meaning(EBADMSG)), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.out, "");
+
+  auto nobus = run({"send", "-b", "9", "$.Fred"});
+  EXPECT_NE(nobus.exit_code, 0);
+  EXPECT_NE(nobus.err.find("ENOENT"), std::string::npos) << nobus.err;
+
+  Ksock l = open(0);
+  l.bind("$.Full");
+  l.set_max_messages(1);
+  run({"send", "$.Full"});
+  auto full = run({"send", "--all-or-fail", "$.Full"});
+  EXPECT_NE(full.exit_code, 0);
+  EXPECT_NE(full.err.find("EBUSY"), std::string::npos) << full.err;
+
+  auto both = run({"send", "--all-or-fail", "--all-or-wait", "$.Full"});
+  EXPECT_NE(both.exit_code, 0);
+}
+
+TEST_F(CliTest, SendAllOrWaitWaitsForRoom) {
+  Ksock l = open(0);
+  l.bind("$.Full");
+  l.set_max_messages(1);
+  run({"send", "$.Full", "first"});
+  SpawnedProcess p(argv({"send", "--all-or-wait", "$.Full", "second"}), env());
+  // The CLI is pending until the listener makes room.
+  Ksock probe = open(2);
+  for (int i = 0; i < 1000 && probe.stats_report().find(", sending") == std::string::npos; ++i) {
+    ASSERT_TRUE(p.alive());
+    p.out().ready(10ms);
+  }
+  EXPECT_EQ(next(l).data, "first");
+  EXPECT_EQ(p.line(), "[0:2]");
+  EXPECT_EQ(p.wait(), 0);
+  EXPECT_EQ(next(l).data, "second");
+}
+
+TEST_F(CliTest, ListenPrintsMessagesInThePythonForm) {
+  SpawnedProcess p(argv({"listen", "--count", "3", "$.Fred", "$.Jim.*"}), env());
+  ASSERT_TRUE(wait_for_binding(p, "L  $.Jim.*"));
+  Ksock s = open(0);
+  MessageId a = s.send_msg(make_announcement("$.Fred", "Ahem"));
+  s.send_msg(make_announcement("$.Jim.Bob", std::string("\x01\xff'", 3)));
+  s.send_msg(make_announcement("$.Nobody"));
+  s.send_msg(make_announcement("$.Fred"));
+  EXPECT_EQ(p.line(), "<Announcement '$.Fred', id=" + a.to_string() + ", from=" +
+                          std::to_string(s.id()) + ", data=b'Ahem'>");
+  EXPECT_EQ(p.line(), "<Announcement '$.Jim.Bob', id=[0:2], from=" + std::to_string(s.id()) +
+                          ", data=b\"\\x01\\xff'\">");
+  EXPECT_EQ(p.line(), "<Announcement '$.Fred', id=[0:4], from=" + std::to_string(s.id()) + ">");
+  EXPECT_EQ(p.wait(), 0);
+  EXPECT_EQ(p.line(), "<eof>");
+}
+
+TEST_F(CliTest, ListenJson) {
+  SpawnedProcess p(argv({"listen", "--json", "--count", "2", "-b", "1", "$.*"}), env());
+  ASSERT_TRUE(wait_for_binding(p, "  1:        1 "));
+  Ksock s = open(1);
+  Message m = make_announcement("$.Fred", "caf\xc3\xa9 \"q\"\n", flag::kUrgent);
+  m.hdr.orig_from = {1, 2};
+  s.send_msg(m);
+  s.send_msg(make_announcement("$.Bin", std::string("\xff\x00\x01", 3)));
+  EXPECT_EQ(p.line(),
+            "{\"id\":{\"network_id\":0,\"serial_num\":1},\"in_reply_to\":{\"network_id\":0,"
+            "\"serial_num\":0},\"to\":0,\"from\":2,\"orig_from\":{\"network_id\":1,\"local_id\":2},"
+            "\"final_to\":{\"network_id\":0,\"local_id\":0},\"flags\":8,\"name\":\"$.Fred\","
+            "\"data\":\"caf\xc3\xa9 \\\"q\\\"\\n\"}");
+  std::string bin = p.line();
+  EXPECT_NE(bin.find("\"name\":\"$.Bin\",\"data\":null,\"data_base64\":\"/wAB\"}"),
+            std::string::npos)
+      << bin;
+  EXPECT_EQ(p.wait(), 0);
+}
+
+TEST_F(CliTest, ListenStopsCleanlyOnSigterm) {
+  SpawnedProcess p(argv({"listen", "$.Fred"}), env());
+  ASSERT_TRUE(wait_for_binding(p, "L  $.Fred"));
+  p.kill(SIGTERM);
+  EXPECT_EQ(p.wait(), 0);
+  Ksock k = open(0);
+  EXPECT_EQ(k.bindings_report().find("$.Fred"), std::string::npos);
+}
+
+TEST_F(CliTest, ListenFailures) {
+  auto r = run({"listen", "$.Fred..Jim"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("EBADMSG"), std::string::npos) << r.err;
+  auto r2 = run({"listen", "-b", "3", "$.Fred"});
+  EXPECT_NE(r2.exit_code, 0);
+  EXPECT_NE(r2.err.find("ENOENT"), std::string::npos) << r2.err;
+}
+
+TEST_F(CliTest, RequestPrintsTheReply) {
+  Ksock r = open(0);
+  r.bind("$.Q", true);
+  SpawnedProcess p(argv({"request", "--timeout", "10", "$.Q", "question"}), env());
+  auto req = r.wait_for_msg(10s);
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->data, "question");
+  EXPECT_TRUE(req->wants_us_to_reply());
+  MessageId rid = r.send_msg(make_reply(*req, "answer").value());
+  EXPECT_EQ(p.line(), "<Reply '$.Q', id=" + rid.to_string() + ", to=" +
+                          std::to_string(req->hdr.from) + ", from=" + std::to_string(r.id()) +
+                          ", in_reply_to=" + req->hdr.id.to_string() + ", data=b'answer'>");
+  EXPECT_EQ(p.wait(), 0);
+}
+
+TEST_F(CliTest, RequestPrintsTheStatusThatReplacedTheReply) {
+  Ksock r = open(0);
+  r.bind("$.Q", true);
+  SpawnedProcess p(argv({"request", "$.Q"}), env());
+  auto req = r.wait_for_msg(10s);
+  ASSERT_TRUE(req);
+  r.close();
+  std::string line = p.line();
+  EXPECT_EQ(line.rfind("<Status '$.KBUS.Replier.Ignored', id=", 0), 0u) << line;
+  EXPECT_NE(line.find("in_reply_to=" + req->hdr.id.to_string() + ", flags=0x4 (SYN)>"),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(p.wait(), 3);
+}
+
+TEST_F(CliTest, StatefulRequestWithTo) {
+  Ksock r = open(0);
+  r.bind("$.Q", true);
+  auto wrong = run({"request", "--to", std::to_string(r.id() + 100), "$.Q"});
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.err.find("EPIPE"), std::string::npos) << wrong.err;
+  SpawnedProcess p(argv({"request", "--to", std::to_string(r.id()), "$.Q"}), env());
+  auto req = r.wait_for_msg(10s);
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->hdr.to, r.id());
+  r.send_msg(make_reply(*req).value());
+  EXPECT_EQ(p.line().rfind("<Reply '$.Q'", 0), 0u);
+  EXPECT_EQ(p.wait(), 0);
+}
+
+TEST_F(CliTest, RequestFailuresAndTimeout) {
+  auto none = run({"request", "$.Nobody"});
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.err.find("EADDRNOTAVAIL"), std::string::npos) << none.err;
+  EXPECT_NE(none.err.find(kbus_meaning(EADDRNOTAVAIL)), std::string::npos) << none.err;
+
+  Ksock r = open(0);
+  r.bind("$.Slow", true);
+  auto slow = run({"request", "--timeout", "0.2", "$.Slow"});
+  EXPECT_NE(slow.exit_code, 0);
+  EXPECT_NE(slow.err.find("ETIMEDOUT"), std::string::npos) << slow.err;
+  EXPECT_EQ(slow.out, "");
+}
+
+TEST_F(CliTest, ReplyAnswersEveryRequestUntilSigterm) {
+  SpawnedProcess p(argv({"reply", "$.Q", "fixed answer"}), env());
+  ASSERT_TRUE(wait_for_binding(p, "R  $.Q"));
+  Ksock s = open(0);
+  for (int i = 0; i < 3; ++i) {
+    MessageId id = s.send_msg(make_request("$.Q", "q" + std::to_string(i)));
+    auto rep = s.wait_for_msg(10s);
+    ASSERT_TRUE(rep);
+    EXPECT_EQ(rep->hdr.in_reply_to, id);
+    EXPECT_EQ(rep->data, "fixed answer");
+    EXPECT_FALSE(rep->is_status());
+    std::string line = p.line();  // the request, as it was received
+    EXPECT_NE(line.find("data=b'q" + std::to_string(i) + "'"), std::string::npos) << line;
+  }
+  p.kill(SIGTERM);
+  EXPECT_EQ(p.wait(), 0);
+  settle(s);
+  EXPECT_EQ(s.find_replier("$.Q"), std::nullopt);
+}
+
+TEST_F(CliTest, ReplyExecRunsACommandOnTheRequestData) {
+  SpawnedProcess p(
+      argv({"reply", "-b", "1", "$.Upper", "--exec", "tr a-z A-Z; printf ' %s' \"$KBUS_MSG_NAME\""}),
+      env());
+  ASSERT_TRUE(wait_for_binding(p, "R  $.Upper"));
+  Ksock s = open(1);
+  std::string big(100, 'x');
+  s.send_msg(make_request("$.Upper", "shout " + big));
+  auto rep = s.wait_for_msg(10s);
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->data, "SHOUT " + std::string(100, 'X') + " $.Upper");
+  p.kill(SIGINT);
+  EXPECT_EQ(p.wait(), 0);
+}
+
+TEST_F(CliTest, ReplyFailures) {
+  Ksock r = open(0);
+  r.bind("$.Taken", true);
+  auto taken = run({"reply", "$.Taken", "x"});
+  EXPECT_NE(taken.exit_code, 0);
+  EXPECT_NE(taken.err.find("EADDRINUSE"), std::string::npos) << taken.err;
+  auto neither = run({"reply", "$.Q"});
+  EXPECT_NE(neither.exit_code, 0);
+}
+
+TEST_F(CliTest, BindingsAndStats) {
+  Ksock k = open(0);
+  k.bind("$.Sensors.*", true);
+  auto b = run({"bindings"});
+  EXPECT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(b.out, k.bindings_report());
+  std::string pid = std::to_string(::getpid());
+  EXPECT_NE(b.out.find("  0:        1 " + std::string(8 - pid.size(), ' ') + pid +
+                       "  R  $.Sensors.*\n"),
+            std::string::npos)
+      << b.out;
+  auto s = run({"stats"});
+  EXPECT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(s.out.rfind("dev  0: next ksock ", 0), 0u) << s.out;
+  EXPECT_NE(s.out.find("dev  2: "), std::string::npos) << s.out;
+}
+
+TEST_F(CliTest, NewDevice) {
+  auto r = run({"new-device"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  EXPECT_TRUE(daemon_.try_open(3).ok());
+  auto r2 = run({"new-device", "-b", "3"});
+  EXPECT_EQ(r2.out, "4\n");
+}
+
+TEST_F(CliTest, ErrnoExplainsNumbersAndNames) {
+  auto byname = run({"errno", "EPIPE"});
+  EXPECT_EQ(byname.exit_code, 0);
+  EXPECT_EQ(byname.out, "EPIPE is error 32 (0x20): Broken pipe\n\nKBUS:\n" +
+                            kbus_meaning(EPIPE) + "\n");
+  auto bynum = run({"errno", "32"});
+  EXPECT_EQ(bynum.out, "Error 32 (0x20) is EPIPE: Broken pipe\n\nKBUS:\n" +
+                           kbus_meaning(EPIPE) + "\n");
+  // No KBUS meaning: one line only.
+  auto eperm = run({"errno", "1"});
+  EXPECT_EQ(eperm.exit_code, 0);
+  EXPECT_EQ(eperm.out, "Error 1 (0x1) is EPERM: Operation not permitted\n");
+  auto hex = run({"errno", "EADDRNOTAVAIL"});
+  EXPECT_EQ(hex.out.rfind("EADDRNOTAVAIL is error 99 (0x63): ", 0), 0u) << hex.out;
+  auto unknown = run({"errno", "9999"});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_EQ(unknown.out, "Unrecognised error code number 9999\n");
+  auto badname = run({"errno", "EFRED"});
+  EXPECT_NE(badname.exit_code, 0);
+  EXPECT_EQ(badname.out, "Unrecognised error code mnemonic EFRED\n");
+  auto list = run({"errno", "--list"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_NE(list.out.find(" 32: EPIPE                Broken pipe\n"), std::string::npos);
+}
+
+TEST_F(CliTest, HelpVersionAndUsage) {
+  auto help = run({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* cmd : {"send", "listen", "request", "reply", "bindings", "stats", "new-device",
+                          "errno"})
+    EXPECT_NE(help.out.find(cmd), std::string::npos) << cmd;
+  auto sub = run({"send", "--help"});
+  EXPECT_EQ(sub.exit_code, 0);
+  EXPECT_NE(sub.out.find("--urgent"), std::string::npos);
+  auto version = run({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out.rfind("kbus ", 0), 0u) << version.out;
+  EXPECT_NE(run({}).exit_code, 0);
+  EXPECT_NE(run({"frobnicate"}).exit_code, 0);
+  EXPECT_NE(run({"send"}).exit_code, 0);
+}
+
+TEST_F(CliTest, NoDaemonIsENOENT) {
+  auto r = run_process(argv({"send", "$.Fred"}), {{"KBUS_DIR", daemon_.dir() + "/none"}});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("ENOENT"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace kbus::test
