@@ -1,0 +1,293 @@
+// kbus_bench_limpet: what a limpet pair costs. Request/reply round trip and
+// announcement throughput through one limpet pair (two kbusd, two
+// kbus-limpet processes, over a Unix socket and over TCP on 127.0.0.1),
+// beside the same on a single bus, in the same run, reported as ratios.
+//
+//   kbus_bench_limpet [--iterations N] [--announcements N] [--payload BYTES]
+//
+// Round trip: a requester on bus A, an echoing replier on bus B (single
+// bus: both on A). Throughput: a sender on A sends N announcements with
+// ALL_OR_WAIT (so nothing is dropped: every queue on the way applies back
+// pressure, as the limpet carries the flag across), a listener on B counts
+// them; the figure is N over the time from the first send to the last
+// arrival.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kbus/ksock.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Rtt {
+  double p50_us = 0, p99_us = 0, mean_us = 0;
+};
+
+Rtt summarise(std::vector<double> ns) {
+  std::sort(ns.begin(), ns.end());
+  Rtt s;
+  s.p50_us = ns[ns.size() / 2] / 1000.0;
+  s.p99_us = ns[std::min(ns.size() - 1, ns.size() * 99 / 100)] / 1000.0;
+  double sum = 0;
+  for (double v : ns) sum += v;
+  s.mean_us = sum / static_cast<double>(ns.size()) / 1000.0;
+  return s;
+}
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "kbus_bench_limpet: %s\n", what.c_str());
+  std::exit(2);
+}
+
+std::string make_dir() {
+  char tmpl[] = "/tmp/kbus-limpet-bench-XXXXXX";
+  if (!mkdtemp(tmpl)) die("mkdtemp");
+  return tmpl;
+}
+
+pid_t start_daemon(const std::string& dir) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(KBUSD_PATH, "kbusd", "--dir", dir.c_str(), nullptr);
+    _exit(127);
+  }
+  // Bounded wait for the socket to accept a Ksock.
+  for (int i = 0; i < 1000; ++i) {
+    if (kbus::Ksock::try_open(0, kbus::Mode::read, dir).ok()) return pid;
+    poll(nullptr, 0, 5);
+  }
+  die("kbusd did not start");
+}
+
+// A limpet; returns its pid and (for TCP with port 0) the bound port.
+pid_t start_limpet(const std::vector<std::string>& args, int* port) {
+  int out[2];
+  if (pipe(out) != 0) die("pipe");
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    close(out[0]);
+    std::vector<char*> argv;
+    std::string prog = KBUS_LIMPET_PATH;
+    argv.push_back(prog.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(prog.c_str(), argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  std::string banner;
+  char c;
+  while (read(out[0], &c, 1) == 1 && c != '\n') banner.push_back(c);
+  // Keep reading its stdout (drained by a child) so it never blocks on it.
+  if (fork() == 0) {
+    char buf[4096];
+    while (read(out[0], buf, sizeof buf) > 0) {
+    }
+    _exit(0);
+  }
+  close(out[0]);
+  if (port) {
+    auto at = banner.find("port ");
+    *port = at == std::string::npos ? 0 : std::atoi(banner.c_str() + at + 5);
+  }
+  return pid;
+}
+
+pid_t start_echo(const std::string& dir) {
+  int ready[2];
+  if (pipe(ready) != 0) die("pipe");
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto k = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
+    k.bind("$.Bench.Echo", true);
+    (void)!write(ready[1], "r", 1);
+    for (;;) {
+      auto m = k.wait_for_msg();
+      if (!m || !m->wants_us_to_reply()) continue;
+      auto rep = kbus::make_reply(*m, m->data);
+      if (rep.ok()) (void)k.try_send_msg(*rep);
+    }
+  }
+  char c;
+  if (read(ready[0], &c, 1) != 1) die("echo replier did not start");
+  close(ready[0]);
+  close(ready[1]);
+  return pid;
+}
+
+void wait_replier(kbus::Ksock& k, const std::string& name) {
+  for (int i = 0; i < 5000; ++i) {
+    auto r = k.try_find_replier(name);
+    if (r.ok() && r->has_value()) return;
+    poll(nullptr, 0, 2);
+  }
+  die("no replier for " + name + " (the limpets did not link?)");
+}
+
+Rtt round_trips(const std::string& dir, int iterations, std::size_t payload) {
+  auto k = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
+  wait_replier(k, "$.Bench.Echo");
+  const kbus::Message req = kbus::make_request("$.Bench.Echo", std::string(payload, 'x'));
+  std::vector<double> ns;
+  ns.reserve(static_cast<std::size_t>(iterations));
+  for (int i = 0; i < iterations + iterations / 10; ++i) {
+    auto t0 = Clock::now();
+    const kbus::MessageId id = k.send_msg(req);
+    for (;;) {
+      auto m = k.wait_for_msg(std::chrono::seconds(10));
+      if (!m) die("no reply within 10 s");
+      if (m->hdr.in_reply_to == id) break;
+    }
+    auto t1 = Clock::now();
+    if (i >= iterations / 10) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+  }
+  return summarise(ns);
+}
+
+// Announcements from `send_dir` to a listener on `listen_dir`: messages/s.
+double throughput(const std::string& send_dir, const std::string& listen_dir, int count,
+                  std::size_t payload) {
+  int ready[2], done[2];
+  if (pipe(ready) != 0 || pipe(done) != 0) die("pipe");
+  pid_t listener = fork();
+  if (listener == 0) {
+    auto k = kbus::Ksock::open(0, kbus::Mode::read, listen_dir);
+    k.set_max_messages(1000);
+    k.bind("$.Bench.Flow");
+    (void)!write(ready[1], "r", 1);
+    int got = 0;
+    while (got < count) {
+      auto m = k.wait_for_msg(std::chrono::seconds(20));
+      if (!m) break;
+      ++got;
+    }
+    const double t = std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+    char buf[64];
+    int n = std::snprintf(buf, sizeof buf, "%d %.9f\n", got, t);
+    (void)!write(done[1], buf, static_cast<std::size_t>(n));
+    _exit(0);
+  }
+  char c;
+  if (read(ready[0], &c, 1) != 1) die("listener did not start");
+  auto k = kbus::Ksock::open(0, kbus::Mode::read_write, send_dir);
+  const kbus::Message m =
+      kbus::make_announcement("$.Bench.Flow", std::string(payload, 'y'), kbus::flag::kAllOrWait);
+  const auto t0 = Clock::now();
+  for (int i = 0; i < count; ++i) {
+    auto r = k.try_send_msg(m);
+    if (!r && r.error() == kbus::Errc::eagain) {
+      // Pending: the daemon completes it when there is room.
+      k.wait(kbus::ready::kWritable, std::chrono::seconds(20));
+    } else if (!r) {
+      die("send failed: " + kbus::errno_name(kbus::to_errno(r.error())));
+    }
+  }
+  char buf[64] = {};
+  std::size_t len = 0;
+  while (len < sizeof buf - 1) {
+    ssize_t n = read(done[0], buf + len, sizeof buf - 1 - len);
+    if (n <= 0) break;
+    len += static_cast<std::size_t>(n);
+    if (std::memchr(buf, '\n', len)) break;
+  }
+  waitpid(listener, nullptr, 0);
+  int got = 0;
+  double t_end = 0;
+  std::sscanf(buf, "%d %lf", &got, &t_end);
+  if (got != count) std::fprintf(stderr, "warning: the listener got %d of %d\n", got, count);
+  const double t_start = std::chrono::duration<double>(t0.time_since_epoch()).count();
+  for (int fd : {ready[0], ready[1], done[0], done[1]}) close(fd);
+  return got / (t_end - t_start);
+}
+
+void stop(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iterations = 5000, announcements = 20000;
+  std::size_t payload = 64;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--iterations" && i + 1 < argc) iterations = std::atoi(argv[++i]);
+    else if (a == "--announcements" && i + 1 < argc) announcements = std::atoi(argv[++i]);
+    else if (a == "--payload" && i + 1 < argc) payload = std::strtoul(argv[++i], nullptr, 10);
+    else {
+      std::fprintf(stderr,
+                   "usage: kbus_bench_limpet [--iterations N] [--announcements N] [--payload BYTES]\n");
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  const std::string da = make_dir(), db = make_dir();
+  const pid_t ka = start_daemon(da), kb = start_daemon(db);
+
+  // Single bus: everything on A.
+  pid_t echo = start_echo(da);
+  const Rtt single = round_trips(da, iterations, payload);
+  stop(echo);
+  const double single_tp = throughput(da, da, announcements, payload);
+
+  struct Row {
+    std::string name;
+    Rtt rtt;
+    double tp;
+  };
+  std::vector<Row> rows;
+  for (bool tcp : {false, true}) {
+    int port = 0;
+    const std::string path = da + "/limpet.sock";
+    pid_t server = start_limpet({"-s", "-id", "2", "-d", da, tcp ? "127.0.0.1:0" : path}, &port);
+    pid_t client = start_limpet(
+        {"-c", "-id", "1", "-d", db, tcp ? "127.0.0.1:" + std::to_string(port) : path}, nullptr);
+    echo = start_echo(db);
+    const Rtt r = round_trips(da, iterations, payload);
+    stop(echo);
+    const double tp = throughput(da, db, announcements, payload);
+    rows.push_back({tcp ? "limpet pair, TCP 127.0.0.1" : "limpet pair, Unix socket", r, tp});
+    stop(client);
+    stop(server);
+  }
+  stop(ka);
+  stop(kb);
+  (void)!std::system(("rm -rf " + da + " " + db).c_str());
+
+  std::printf("limpets: request/reply round trip (%d iterations) and announcement throughput "
+              "(%d, ALL_OR_WAIT), payload %zu B\n",
+              iterations, announcements, payload);
+  std::printf("%-28s %9s %9s %9s %7s %12s %8s\n", "path", "p50 us", "p99 us", "mean us", "p50 x",
+              "msgs/s", "tput x");
+  std::printf("%-28s %9.1f %9.1f %9.1f %7.2f %12.0f %8.2f\n", "single bus", single.p50_us,
+              single.p99_us, single.mean_us, 1.0, single_tp, 1.0);
+  for (const Row& row : rows) {
+    std::printf("%-28s %9.1f %9.1f %9.1f %7.2f %12.0f %8.2f\n", row.name.c_str(), row.rtt.p50_us,
+                row.rtt.p99_us, row.rtt.mean_us, row.rtt.p50_us / single.p50_us, row.tp,
+                row.tp / single_tp);
+  }
+  return 0;
+}

@@ -1,0 +1,493 @@
+// limpet/limpet_test.cpp - limpets between real kbusd instances on one
+// machine, over TCP on 127.0.0.1 and over Unix sockets (issue 5): the
+// behaviour of KBUS-SPEC.md §10 through a pair and through a chain of three
+// buses, the one-answer guarantee when a replier, a limpet or the TCP
+// connection dies, reconnection, misconfiguration, and the original wire
+// protocol spoken by a hand-made peer.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+
+#include "limpet/limpet_fixture.hpp"
+#include "limpet/wire.hpp"
+
+namespace kbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string sock_path(const TestDaemon& d, const std::string& name) { return d.dir() + "/" + name; }
+
+void expect_one_answer_each(const std::map<MessageId, std::vector<Message>>& got,
+                            const std::set<MessageId>& ids) {
+  for (const auto& id : ids) {
+    auto it = got.find(id);
+    ASSERT_NE(it, got.end()) << "no answer to " << id.to_string();
+    EXPECT_EQ(it->second.size(), 1u) << "answers to " << id.to_string();
+  }
+}
+
+// ---- a pair ----
+
+class LimpetPairTest : public ::testing::TestWithParam<bool> {  // true: TCP
+ protected:
+  std::string address() {
+    return GetParam() ? std::string("127.0.0.1:0") : sock_path(a_, "limpet.sock");
+  }
+  TestDaemon a_{1};
+  TestDaemon b_{1};
+};
+
+TEST_P(LimpetPairTest, AnnouncementsRequestsAndStatefulRequests) {
+  LimpetPair pair(a_, b_, address());
+  Ksock sa = a_.open(), ha = a_.open(), hb = b_.open(), sb = b_.open();
+  ha.bind("$.Fish.*");
+  hb.bind("$.Fish.*");
+
+  // Announcements, both ways, one copy each (no echo).
+  auto id = sa.send_msg(make_announcement("$.Fish.Gold", "blub"));
+  auto got = hb.wait_for_msg(10s);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->data, "blub");
+  EXPECT_EQ(got->hdr.id.serial_num, id.serial_num);
+  EXPECT_EQ(got->hdr.id.network_id, 2u) << "stamped by the server limpet (id 2) on A";
+  sb.send_msg(make_announcement("$.Fish.Koi"));
+  auto ga = ha.wait_for_msg(10s);
+  ASSERT_TRUE(ga);
+  EXPECT_EQ(ga->name, "$.Fish.Gold") << "A's listener hears A's own announcement first";
+  ga = ha.wait_for_msg(10s);
+  ASSERT_TRUE(ga);
+  EXPECT_EQ(ga->name, "$.Fish.Koi");
+
+  // A request to a replier on B, proxied on A.
+  auto g = start_replier(b_.dir(), "$.Gulp");
+  ASSERT_TRUE(wait_replier(sa, "$.Gulp"));
+  auto rep = round_trip(sa, "$.Gulp", "food?");
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->data, "food?");
+  EXPECT_EQ(rep->hdr.from, *sa.find_replier("$.Gulp")) << "from the proxy on A";
+  EXPECT_EQ(rep->hdr.orig_from.network_id, 1u) << "the client limpet on B";
+  EXPECT_NE(rep->hdr.orig_from.local_id, 0u);
+  EXPECT_FALSE(rep->is_synthetic());
+
+  // Stateful: to the same replier, by orig_from/final_to.
+  Message st = make_stateful_request(*rep, "$.Gulp", "more").value();
+  auto sid = sa.send_msg(st);
+  auto ans = collect_answers(sa, {sid});
+  ASSERT_EQ(ans[sid].size(), 1u);
+  EXPECT_EQ(ans[sid][0].data, "more");
+
+  // Another Ksock takes $.Gulp over on B: NotSameKsock.
+  const std::uint32_t old_proxy = *sa.find_replier("$.Gulp");
+  g.reset();  // killed; its binding goes
+  ASSERT_TRUE(wait_no_replier(sa, "$.Gulp"));
+  auto g2 = start_replier(b_.dir(), "$.Gulp");
+  ASSERT_TRUE(wait_replier(sa, "$.Gulp"));
+  EXPECT_EQ(*sa.find_replier("$.Gulp"), old_proxy) << "the same limpet proxies it again";
+  auto sid2 = sa.send_msg(make_stateful_request(*rep, "$.Gulp", "you?").value());
+  auto ans2 = collect_answers(sa, {sid2});
+  ASSERT_EQ(ans2[sid2].size(), 1u);
+  EXPECT_EQ(ans2[sid2][0].name, status_name::kReplierNotSameKsock);
+}
+
+TEST_P(LimpetPairTest, RemoteReplierKilledHoldingRequests) {
+  LimpetPair pair(a_, b_, address());
+  Ksock q = a_.open();
+  auto g = start_replier(b_.dir(), "$.Hold", /*answer_first=*/0);
+  ASSERT_TRUE(wait_replier(q, "$.Hold"));
+  std::set<MessageId> ids;
+  for (int i = 0; i < 5; ++i) ids.insert(q.send_msg(make_request("$.Hold", std::to_string(i))));
+  EXPECT_EQ(g->hear(), "holding");  // one popped and held; the rest queued
+  g->kill(SIGKILL);
+  auto got = collect_answers(q, ids);
+  expect_one_answer_each(got, ids);
+  for (auto& [id, v] : got) EXPECT_TRUE(v[0].is_status()) << v[0].to_string();
+  ASSERT_TRUE(wait_no_replier(q, "$.Hold"));
+  // Nothing more arrives (a fresh replier's round trip comes after any stray answer).
+  auto e = start_replier(b_.dir(), "$.Echo");
+  ASSERT_TRUE(wait_replier(q, "$.Echo"));
+  ASSERT_TRUE(round_trip(q, "$.Echo"));
+  EXPECT_FALSE(q.wait_for_msg(0ms));
+}
+
+TEST_P(LimpetPairTest, RemoteLimpetKilledAndRestarted) {
+  LimpetPair pair(a_, b_, address());
+  Ksock q = a_.open();
+  auto g = start_replier(b_.dir(), "$.Hold", 0);
+  ASSERT_TRUE(wait_replier(q, "$.Hold"));
+  std::set<MessageId> ids;
+  for (int i = 0; i < 5; ++i) ids.insert(q.send_msg(make_request("$.Hold")));
+  EXPECT_EQ(g->hear(), "holding");
+  pair.client->kill(SIGKILL);  // B's limpet dies; A's holds the requests
+  auto got = collect_answers(q, ids);
+  expect_one_answer_each(got, ids);
+  ASSERT_TRUE(wait_no_replier(q, "$.Hold"));
+  ASSERT_TRUE(pair.server->wait_for_line("link lost"));
+
+  // A new client limpet: the proxies come back without restarting A's.
+  g.reset();
+  auto echo = start_replier(b_.dir(), "$.Echo");
+  LimpetProc again({"-c", "-id", "1", "-d", b_.dir(), pair.client_address});
+  ASSERT_TRUE(wait_replier(q, "$.Echo"));
+  auto rep = round_trip(q, "$.Echo", "hello again");
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->data, "hello again");
+}
+
+TEST_P(LimpetPairTest, ServerKilledAndRestartedClientReconnects) {
+  LimpetPair pair(a_, b_, address());
+  Ksock qb = b_.open();  // requester on B, replier on A
+  auto g = start_replier(a_.dir(), "$.Hold", 0);
+  ASSERT_TRUE(wait_replier(qb, "$.Hold"));
+  std::set<MessageId> ids;
+  for (int i = 0; i < 3; ++i) ids.insert(qb.send_msg(make_request("$.Hold")));
+  EXPECT_EQ(g->hear(), "holding");
+  pair.server->kill(SIGKILL);
+  auto got = collect_answers(qb, ids);
+  expect_one_answer_each(got, ids);
+  ASSERT_TRUE(wait_no_replier(qb, "$.Hold"));
+
+  auto echo = start_replier(a_.dir(), "$.Echo");
+  std::vector<std::string> args = {"-s", "-id", "2", "-d", a_.dir(), pair.client_address};
+  LimpetProc server2(args);
+  ASSERT_TRUE(pair.client->wait_for_line("linked with", 15s)) << pair.client->seen();
+  ASSERT_TRUE(wait_replier(qb, "$.Echo"));
+  auto rep = round_trip(qb, "$.Echo", "back");
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->data, "back");
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, LimpetPairTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "Tcp" : "UnixSocket"; });
+
+// ---- the TCP connection cut mid-stream ----
+
+TEST(LimpetCut, EveryRequestAnsweredOnceAndTheClientReconnects) {
+  TestDaemon a(1), b(1);
+  LimpetProc server({"-s", "-id", "2", "-d", a.dir(), "127.0.0.1:0"});
+  ASSERT_NE(server.port(), 0) << server.banner();
+  TcpRelay relay(server.port());
+  LimpetProc client({"-c", "-id", "1", "-d", b.dir(), "--reconnect-max-ms", "200",
+                     "127.0.0.1:" + std::to_string(relay.port())});
+  ASSERT_TRUE(client.wait_for_line("linked with"));
+  // The replier answers 10 requests and holds the rest, so whatever the
+  // timing, 10 Replies and 50 Status messages must come back.
+  auto slow = start_replier(b.dir(), "$.Slow", 10);
+  auto echo = start_replier(b.dir(), "$.Echo");
+  Ksock q = a.open();
+  ASSERT_TRUE(wait_replier(q, "$.Slow"));
+  ASSERT_TRUE(wait_replier(q, "$.Echo"));
+
+  // 60 requests in flight, the connection reset part-way through.
+  std::set<MessageId> ids;
+  for (int i = 0; i < 60; ++i) ids.insert(q.send_msg(make_request("$.Slow", std::string(200, 'x'))));
+  std::map<MessageId, std::vector<Message>> got;
+  for (int n = 0; n < 10;) {  // the stream is moving
+    auto m = q.wait_for_msg(10s);
+    ASSERT_TRUE(m);
+    if (ids.count(m->hdr.in_reply_to)) {
+      got[m->hdr.in_reply_to].push_back(*m);
+      ++n;
+    }
+  }
+  relay.cut();
+  std::set<MessageId> waiting;
+  for (auto& id : ids) {
+    if (!got.count(id)) waiting.insert(id);
+  }
+  auto rest = collect_answers(q, waiting);
+  for (auto& [id, v] : rest) got[id].insert(got[id].end(), v.begin(), v.end());
+  expect_one_answer_each(got, ids);
+  std::size_t replies = 0, statuses = 0;
+  for (auto& [id, v] : got) (v[0].is_status() ? statuses : replies)++;
+  EXPECT_EQ(replies, 10u);
+  EXPECT_EQ(statuses, 50u);
+  ASSERT_TRUE(wait_no_replier(q, "$.Echo"));
+
+  // While cut, the client keeps trying (with backoff); healed, it relinks.
+  relay.heal();
+  ASSERT_TRUE(client.wait_for_line("linked with", 15s)) << client.seen();
+  ASSERT_TRUE(wait_replier(q, "$.Echo"));
+  auto rep = round_trip(q, "$.Echo", "after the cut");
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->data, "after the cut");
+  EXPECT_FALSE(q.wait_for_msg(0ms)) << "no late answers";
+}
+
+// ---- three buses, two pairs ----
+
+TEST(LimpetChain, ThreeBusesTwoPairs) {
+  TestDaemon a(1), b(1), c(1);
+  // A <-TCP-> B, B <-Unix-> C; network ids 1..4 all distinct.
+  LimpetPair ab(a, b, "127.0.0.1:0", 1, 2);
+  LimpetPair bc(b, c, sock_path(b, "bc.sock"), 3, 4);
+  Ksock sa = a.open(), ha = a.open(), hb = b.open(), hc = c.open(), sc = c.open();
+  for (Ksock* h : {&ha, &hb, &hc}) h->bind("$.News");
+  sa.send_msg(make_announcement("$.News", "from A"));
+  sc.send_msg(make_announcement("$.News", "from C"));
+  for (Ksock* h : {&hb, &hc, &ha}) {
+    std::multiset<std::string> seen;
+    for (int i = 0; i < 2; ++i) {
+      auto m = h->wait_for_msg(10s);
+      ASSERT_TRUE(m) << "bus " << h->path();
+      seen.insert(m->data);
+    }
+    EXPECT_EQ(seen, (std::multiset<std::string>{"from A", "from C"}));
+  }
+
+  auto g = start_replier(c.dir(), "$.Far");
+  ASSERT_TRUE(wait_replier(hb, "$.Far"));
+  ASSERT_TRUE(wait_replier(sa, "$.Far"));
+  auto rep = round_trip(sa, "$.Far", "across two links");
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->data, "across two links");
+  EXPECT_EQ(rep->hdr.orig_from.network_id, 4u) << "C's limpet";
+  auto sid = sa.send_msg(make_stateful_request(*rep, "$.Far", "again").value());
+  auto ans = collect_answers(sa, {sid});
+  ASSERT_EQ(ans[sid].size(), 1u);
+  EXPECT_EQ(ans[sid][0].data, "again");
+
+  // No copies beyond one per listener: a round trip later, all queues are empty.
+  for (Ksock* h : {&ha, &hb, &hc}) EXPECT_FALSE(h->wait_for_msg(0ms)) << h->path();
+
+  // Cutting B-C (killing C's limpet) removes the proxies on B and on A.
+  std::set<MessageId> ids;
+  auto hold = start_replier(c.dir(), "$.Hold", 0);
+  ASSERT_TRUE(wait_replier(sa, "$.Hold"));
+  ids.insert(sa.send_msg(make_request("$.Hold")));
+  EXPECT_EQ(hold->hear(), "holding");
+  bc.client->kill(SIGKILL);
+  auto got = collect_answers(sa, ids);
+  expect_one_answer_each(got, ids);
+  ASSERT_TRUE(wait_no_replier(sa, "$.Far"));
+}
+
+// ---- misconfiguration: a clear error, not a storm ----
+
+TEST(LimpetMisconfig, SameNetworkIdAtBothEnds) {
+  TestDaemon a(1), b(1);
+  LimpetProc server({"-s", "-id", "7", "-d", a.dir(), "127.0.0.1:0"});
+  LimpetProc client({"-c", "-id", "7", "-d", b.dir(), "127.0.0.1:" + std::to_string(server.port())});
+  EXPECT_EQ(client.wait(), 3);
+  EXPECT_EQ(server.wait(), 3);
+  EXPECT_NE(client.err().find("same network id 7"), std::string::npos);
+  EXPECT_NE(server.err().find("same network id 7"), std::string::npos);
+}
+
+TEST(LimpetMisconfig, BothEndsOnTheSameBus) {
+  TestDaemon a(1);
+  const std::string path = sock_path(a, "loop.sock");
+  LimpetProc server({"-s", "-id", "2", "-d", a.dir(), path});
+  LimpetProc client({"-c", "-id", "1", "-d", a.dir(), path});
+  EXPECT_EQ(client.wait(), 3);
+  EXPECT_EQ(server.wait(), 3);
+  const std::string e = client.err() + server.err();
+  EXPECT_NE(e.find("both ends of the pair are on the same bus"), std::string::npos) << e;
+}
+
+TEST(LimpetMisconfig, TwoLimpetsWithOneNetworkIdOnABus) {
+  TestDaemon a(1);
+  LimpetProc first({"-s", "-id", "5", "-d", a.dir(), sock_path(a, "one.sock")});
+  LimpetProc second({"-s", "-id", "5", "-d", a.dir(), sock_path(a, "two.sock")});
+  EXPECT_EQ(second.wait(), 3);
+  EXPECT_NE(second.err().find("another limpet with network id 5"), std::string::npos);
+  EXPECT_TRUE(first.proc().alive());
+}
+
+// ---- the command line ----
+
+TEST(LimpetCli, UsageAndBadArguments) {
+  auto r = run_process({limpet_path()});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("Usage: kbus-limpet"), std::string::npos);
+  r = run_process({limpet_path(), "127.0.0.1:1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-s (server) or -c (client)"), std::string::npos) << r.err;
+  r = run_process({limpet_path(), "-s"});
+  EXPECT_EQ(r.exit_code, 1);
+  r = run_process({limpet_path(), "-c", "-id", "0", "x.sock"});
+  EXPECT_EQ(r.exit_code, 1);
+  r = run_process({limpet_path(), "-c", "-bogus", "x.sock"});
+  EXPECT_EQ(r.exit_code, 1);
+  r = run_process({kbus_cli_path(), "limpet", "-h"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("Usage: kbus limpet"), std::string::npos) << r.out << r.err;
+}
+
+TEST(LimpetCli, KbusLimpetSubcommandIsTheSameProgram) {
+  TestDaemon a(1), b(1);
+  LimpetProc server({"-s", "-id", "2", "-d", a.dir(), "127.0.0.1:0"}, /*via_cli=*/true);
+  EXPECT_NE(server.banner().find("Server via TCP/IP, address '127.0.0.1' port"), std::string::npos)
+      << server.banner();
+  LimpetProc client({"-client", "-id", "1", "-kbus", "0", "-message", "$.*", "-v", "1", "-d",
+                     b.dir(), "127.0.0.1:" + std::to_string(server.port())});
+  ASSERT_TRUE(client.wait_for_line("linked with"));
+  auto g = start_replier(b.dir(), "$.Echo");
+  Ksock q = a.open();
+  ASSERT_TRUE(wait_replier(q, "$.Echo"));
+  ASSERT_TRUE(round_trip(q, "$.Echo"));
+}
+
+TEST(LimpetCli, TerminationMessageStopsIt) {
+  TestDaemon a(1), b(1);
+  LimpetPair pair(a, b, sock_path(a, "t.sock"), 2, 1, {"-t", "$.Limpet.Stop"});
+  Ksock s = a.open();
+  s.send_msg(make_announcement("$.Limpet.Stop"));
+  EXPECT_EQ(pair.server->wait(), 0);
+}
+
+// ---- the original wire protocol, spoken by hand ----
+
+int connect_tcp(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return -1;
+  return fd;
+}
+
+bool read_exact(int fd, std::string& out, std::size_t n, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  out.clear();
+  while (out.size() < n) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[4096];
+    ssize_t r = ::recv(fd, buf, std::min(sizeof buf, n - out.size()), 0);
+    if (r <= 0) return false;
+    out.append(buf, static_cast<std::size_t>(r));
+  }
+  return true;
+}
+
+std::optional<Message> read_wire_message(int fd) {
+  limpet::WireDecoder d;
+  std::string chunk;
+  for (;;) {
+    if (!read_exact(fd, chunk, 1, 10s)) return std::nullopt;
+    d.feed(chunk);
+    auto m = d.next();
+    if (!m.ok()) return std::nullopt;
+    if (m->has_value()) return **m;
+  }
+}
+
+TEST(LimpetWireProtocol, AHandMadeOriginalPeerPairsAndIsServed) {
+  TestDaemon a(1);
+  auto g = start_replier(a.dir(), "$.Orig");
+  LimpetProc server({"-s", "-id", "2", "-d", a.dir(), "127.0.0.1:0"});
+  int fd = connect_tcp(server.port());
+  ASSERT_GE(fd, 0);
+  const std::string helo("HELO\x00\x00\x00\x09", 8);
+  ASSERT_EQ(::send(fd, helo.data(), helo.size(), MSG_NOSIGNAL), 8);
+  std::string their;
+  ASSERT_TRUE(read_exact(fd, their, 8, 10s));
+  EXPECT_EQ(their, std::string("HELO\x00\x00\x00\x02", 8));
+
+  // The existing replier arrives as a bind event, data big-endian on the wire.
+  auto ev = read_wire_message(fd);
+  ASSERT_TRUE(ev);
+  ASSERT_EQ(ev->name, status_name::kReplierBindEvent);
+  EXPECT_EQ(ev->hdr.id.network_id, 2u);
+  auto data = decode_replier_bind_event(ev->data);
+  ASSERT_TRUE(data.ok());
+  EXPECT_TRUE(data->is_bind);
+  EXPECT_EQ(data->name, "$.Orig");
+  const std::string raw = limpet::serialise(*ev);
+  EXPECT_EQ(raw.substr(0, 4), "subK");
+
+  // A request from "bus 9": id [9:77], from Ksock 5 over there.
+  Message req = make_request("$.Orig", "ping");
+  req.hdr.id = {9, 77};
+  req.hdr.from = 5;
+  req.hdr.orig_from = {9, 5};
+  req.hdr.flags |= flag::kWantYouToReply;  // as read by a proxy replier
+  const std::string bytes = limpet::serialise(req);
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  auto rep = read_wire_message(fd);
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->name, "$.Orig");
+  EXPECT_EQ(rep->data, "ping");
+  EXPECT_EQ(rep->hdr.in_reply_to, (MessageId{9, 77}));
+  EXPECT_EQ(rep->hdr.id.network_id, 2u);
+  EXPECT_EQ(rep->hdr.orig_from.network_id, 2u);
+
+  // A request nobody can take comes back as $.KBUS.RemoteError.<errno>.
+  Message none = make_request("$.Nobody");
+  none.hdr.id = {9, 78};
+  none.hdr.from = 5;
+  none.hdr.flags |= flag::kWantYouToReply;
+  const std::string b2 = limpet::serialise(none);
+  ASSERT_EQ(::send(fd, b2.data(), b2.size(), MSG_NOSIGNAL), static_cast<ssize_t>(b2.size()));
+  auto err = read_wire_message(fd);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->name, "$.KBUS.RemoteError." + std::to_string(EADDRNOTAVAIL));
+  EXPECT_EQ(err->hdr.in_reply_to, (MessageId{9, 78}));
+  EXPECT_EQ(err->hdr.to, 5u);
+  ::close(fd);
+}
+
+// ---- optionally, across network namespaces ----
+
+bool run_ok(const std::vector<std::string>& argv) {
+  return run_process(argv, {}, {}, 10s).exit_code == 0;
+}
+
+TEST(LimpetNetns, PairAcrossTwoNetworkNamespaces) {
+  const std::string ip = "/usr/sbin/ip";
+  if (::access(ip.c_str(), X_OK) != 0) GTEST_SKIP() << "no " << ip << ": skipping the netns test";
+  const std::string tag = std::to_string(::getpid());
+  const std::string ns1 = "kbuslimpa" + tag, ns2 = "kbuslimpb" + tag;
+  if (!run_ok({ip, "netns", "add", ns1})) {
+    GTEST_SKIP() << "this machine does not allow 'ip netns add' (needs root / CAP_SYS_ADMIN): "
+                    "skipping the netns test";
+  }
+  struct Cleanup {
+    std::string ip, ns1, ns2;
+    ~Cleanup() {
+      run_process({ip, "netns", "del", ns1});
+      run_process({ip, "netns", "del", ns2});
+    }
+  } cleanup{ip, ns1, ns2};
+  const std::string v1 = "kbv1" + tag.substr(tag.size() > 6 ? tag.size() - 6 : 0);
+  const std::string v2 = "kbv2" + tag.substr(tag.size() > 6 ? tag.size() - 6 : 0);
+  bool ok = run_ok({ip, "netns", "add", ns2}) &&
+            run_ok({ip, "link", "add", v1, "type", "veth", "peer", "name", v2}) &&
+            run_ok({ip, "link", "set", v1, "netns", ns1}) &&
+            run_ok({ip, "link", "set", v2, "netns", ns2}) &&
+            run_ok({ip, "-n", ns1, "addr", "add", "10.77.0.1/24", "dev", v1}) &&
+            run_ok({ip, "-n", ns2, "addr", "add", "10.77.0.2/24", "dev", v2}) &&
+            run_ok({ip, "-n", ns1, "link", "set", v1, "up"}) &&
+            run_ok({ip, "-n", ns2, "link", "set", v2, "up"}) &&
+            run_ok({ip, "-n", ns1, "link", "set", "lo", "up"}) &&
+            run_ok({ip, "-n", ns2, "link", "set", "lo", "up"});
+  if (!ok) GTEST_SKIP() << "cannot set up a veth pair between network namespaces: skipping";
+
+  TestDaemon a(1), b(1);  // bus sockets are paths: reachable from any netns
+  LimpetProc server({"-s", "-id", "2", "-d", a.dir(), "10.77.0.1:0"}, false,
+                    {ip, "netns", "exec", ns1, limpet_path()});
+  ASSERT_NE(server.port(), 0) << server.banner();
+  LimpetProc client({"-c", "-id", "1", "-d", b.dir(), "10.77.0.1:" + std::to_string(server.port())},
+                    false, {ip, "netns", "exec", ns2, limpet_path()});
+  ASSERT_TRUE(client.wait_for_line("linked with")) << client.seen() << client.err();
+  auto g = start_replier(b.dir(), "$.Echo");
+  Ksock q = a.open();
+  ASSERT_TRUE(wait_replier(q, "$.Echo"));
+  auto rep = round_trip(q, "$.Echo", "between namespaces");
+  ASSERT_TRUE(rep);
+  EXPECT_EQ(rep->data, "between namespaces");
+}
+
+}  // namespace
+}  // namespace kbus::test
