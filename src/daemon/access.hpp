@@ -1,0 +1,47 @@
+// daemon/access.hpp - who may open a bus (docs/reliability.md §5).
+//
+// The original KBUS left this to the file modes of /dev/kbusN. kbusd does
+// the same with its socket files: each bus socket gets a configured owner,
+// group and mode, and connect() is then refused by the kernel with EACCES
+// for anyone the mode does not admit. A daemon started as root can drop to
+// an ordinary user once its sockets exist (it keeps the directory, which it
+// hands to that user so that NEWDEVICE can still create sockets).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace kbus::daemon {
+
+// A user by name or number: its uid and primary gid; nullopt if unknown.
+struct UserIds {
+  uid_t uid;
+  gid_t gid;
+  std::string name;
+};
+std::optional<UserIds> lookup_user(const std::string& name_or_id);
+// A group by name or number; nullopt if unknown.
+std::optional<gid_t> lookup_group(const std::string& name_or_id);
+// "0660" -> 0660; nullopt unless an octal number within 07777.
+std::optional<std::uint32_t> parse_mode(const std::string& octal);
+
+struct SocketAccess {
+  std::uint32_t mode = 0666;
+  uid_t owner = static_cast<uid_t>(-1);  // -1: leave as created
+  gid_t group = static_cast<gid_t>(-1);
+};
+
+// chmod + chown of one socket file. False (errno set) on failure.
+bool apply_socket_access(const std::string& path, const SocketAccess& a);
+
+// Drops root for good: hands `dir` to the user, keeps `extra_group` (the
+// sockets' group, so later sockets can still be given it) as a
+// supplementary group, then setgid/setuid. Prints the reason and returns
+// false on failure. A daemon already running as that user succeeds without
+// changing anything.
+bool drop_privileges(const UserIds& user, gid_t extra_group, const std::string& dir);
+
+}  // namespace kbus::daemon
