@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "kbus/export.hpp"
+
 namespace kbus {
 
 // The numbers are the errno values: static_cast<int>(Errc::ebadmsg) == EBADMSG.
@@ -40,21 +42,23 @@ enum class Errc : int {
   econnreset = ECONNRESET,
   etimedout = ETIMEDOUT,
   eacces = EACCES,
+  enfile = ENFILE,  // a bus already has its maximum of Ksocks open
+  emfile = EMFILE,  // this user already has its maximum of Ksocks open
 };
 
 constexpr int to_errno(Errc e) noexcept { return static_cast<int>(e); }
 
 // "EPIPE" for Errc::epipe; "E<number>" for numbers kbus does not name.
-std::string errno_name(int err);
+KBUS_EXPORT std::string errno_name(int err);
 // The errno number for a mnemonic such as "EPIPE" (aliases too), or 0.
-int errno_from_name(std::string_view name);
+KBUS_EXPORT int errno_from_name(std::string_view name);
 // Every errno number the system names, ascending.
-std::vector<int> known_errnos();
+KBUS_EXPORT std::vector<int> known_errnos();
 // The KBUS meaning of an errno (KBUS-SPEC.md §13.5), or "" if it has none.
-std::string kbus_meaning(int err);
+KBUS_EXPORT std::string kbus_meaning(int err);
 
 // The exception thrown by kbus' throwing calls. code().value() is the errno.
-class Error : public std::system_error {
+class KBUS_EXPORT Error : public std::system_error {
  public:
   explicit Error(Errc e, const std::string& what = {})
       : std::system_error(to_errno(e), std::generic_category(), what), errc_(e) {}

@@ -26,8 +26,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kbus/errors.hpp"
+#include "kbus/export.hpp"
 #include "kbus/message.hpp"
 
 namespace kbus {
@@ -62,9 +64,9 @@ enum class Form {
 
 // The directory holding the bus sockets (docs/protocol.md §1): $KBUS_DIR,
 // else /run/kbus for root, else $XDG_RUNTIME_DIR/kbus, else /tmp/kbus-<uid>.
-std::string default_bus_dir();
+KBUS_EXPORT std::string default_bus_dir();
 
-class Ksock {
+class KBUS_EXPORT Ksock {
  public:
   using Timeout = std::chrono::milliseconds;
 
@@ -146,6 +148,12 @@ class Ksock {
   // EAGAIN (then the message is pending; see last_sent() for its id).
   MessageId send();
   Result<MessageId> try_send() noexcept;
+  // SEND of a pointy message whose header was written with write_data():
+  // `name` and `data` are what its pointers point at now (the original
+  // followed them at SEND, §3.4). For the C API (src/capi), which writes the
+  // caller's own header; errors as send(). On a retry after EAGAIN use send().
+  MessageId send_pointy(std::string_view name, std::string_view data);
+  Result<MessageId> try_send_pointy(std::string_view name, std::string_view data) noexcept;
 
   // DISCARD: drops the message being written or pending. Never fails.
   void discard();
@@ -227,6 +235,48 @@ class Ksock {
   std::optional<Message> wait_for_msg(std::optional<Timeout> timeout = std::nullopt);
   Result<std::optional<Message>> try_wait_for_msg(
       std::optional<Timeout> timeout = std::nullopt) noexcept;
+
+  // REQUEST: sends `req` (a Request: WANT_A_REPLY set) and waits for its
+  // answer - the Reply, or the Status that replaced it - in one round trip.
+  // Only that answer is taken from the queue; other queued messages keep
+  // their places and order. Errors of the send as send_msg; ETIMEDOUT if
+  // `timeout` passed first (the answer, when it comes, stays queued).
+  Message request(const Message& req, std::optional<Timeout> timeout = std::nullopt);
+  Result<Message> try_request(const Message& req,
+                              std::optional<Timeout> timeout = std::nullopt) noexcept;
+
+  // SENDWAIT: send_msg(msg) then wait_for_msg(timeout), in one round trip
+  // (a replier's loop: send this reply, get the next request).
+  struct SentAndReceived {
+    MessageId sent;
+    std::optional<Message> received;  // nullopt on timeout
+  };
+  SentAndReceived send_and_wait(const Message& msg,
+                                std::optional<Timeout> timeout = std::nullopt);
+  Result<SentAndReceived> try_send_and_wait(const Message& msg,
+                                            std::optional<Timeout> timeout = std::nullopt) noexcept;
+
+  // Batch calls: the same operations as send_msg / read_next_msg applied in
+  // order, in one round trip. They change the cost, never the meaning.
+  struct SendBatch {
+    std::vector<MessageId> ids;  // one per message attempted, in order
+    Errc error = Errc::ok;       // the failure of the last one attempted, if any
+  };
+  // Sends msgs in order, stopping at the first failure.
+  SendBatch try_send_msgs(const std::vector<Message>& msgs) noexcept;
+  std::vector<MessageId> send_msgs(const std::vector<Message>& msgs);  // throws on failure
+  // Pops up to max_count messages (their total at most max_bytes, but always
+  // one if there is one); empty if the queue is empty.
+  std::vector<Message> read_msgs(std::uint32_t max_count, std::uint32_t max_bytes = 1u << 20);
+  Result<std::vector<Message>> try_read_msgs(std::uint32_t max_count,
+                                             std::uint32_t max_bytes = 1u << 20) noexcept;
+  // As read_msgs, but first waits (at most `timeout`) for at least one.
+  std::vector<Message> wait_for_msgs(std::uint32_t max_count,
+                                     std::optional<Timeout> timeout = std::nullopt,
+                                     std::uint32_t max_bytes = 1u << 20);
+  Result<std::vector<Message>> try_wait_for_msgs(std::uint32_t max_count,
+                                                 std::optional<Timeout> timeout = std::nullopt,
+                                                 std::uint32_t max_bytes = 1u << 20) noexcept;
 
   // The reports of KBUS-SPEC.md §9 for all buses of the daemon.
   std::string bindings_report();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kbus/errors.hpp"
+#include "kbus/export.hpp"
 
 namespace kbus {
 
@@ -45,7 +46,7 @@ constexpr std::string_view kReplierNotSameKsock = "$.KBUS.Replier.NotSameKsock";
 constexpr std::string_view kRemoteErrorPrefix = "$.KBUS.RemoteError.";
 }  // namespace status_name
 
-struct MessageId {
+struct KBUS_EXPORT MessageId {
   std::uint32_t network_id = 0;
   std::uint32_t serial_num = 0;
   bool is_zero() const noexcept { return network_id == 0 && serial_num == 0; }
@@ -53,7 +54,7 @@ struct MessageId {
   std::string to_string() const;  // "[n:s]", as the Python str() form
 };
 
-struct OrigFrom {
+struct KBUS_EXPORT OrigFrom {
   std::uint32_t network_id = 0;
   std::uint32_t local_id = 0;
   bool is_zero() const noexcept { return network_id == 0 && local_id == 0; }
@@ -74,7 +75,7 @@ struct Header {
   friend bool operator==(const Header&, const Header&) = default;
 };
 
-struct Message {
+struct KBUS_EXPORT Message {
   Header hdr;
   std::string name;
   std::string data;  // bytes; empty means "no data"
@@ -100,15 +101,19 @@ struct Message {
 };
 
 // Builders in the manner of the original libraries.
-Message make_announcement(std::string name, std::string data = {}, std::uint32_t flags = 0);
-Message make_request(std::string name, std::string data = {}, std::uint32_t flags = 0);
+KBUS_EXPORT Message make_announcement(std::string name, std::string data = {},
+                                      std::uint32_t flags = 0);
+KBUS_EXPORT Message make_request(std::string name, std::string data = {},
+                                 std::uint32_t flags = 0);
 // Reply to a request that this Ksock was asked to answer (WANT_A_REPLY and
 // WANT_YOU_TO_REPLY set); Errc::ebadmsg otherwise.
-Result<Message> make_reply(const Message& request, std::string data = {}, std::uint32_t flags = 0);
+KBUS_EXPORT Result<Message> make_reply(const Message& request, std::string data = {},
+                                       std::uint32_t flags = 0);
 // Stateful request from a Reply (to = from, final_to = orig_from) or from an
 // earlier stateful request (copies to and final_to); Errc::ebadmsg otherwise.
-Result<Message> make_stateful_request(const Message& earlier, std::string name,
-                                      std::string data = {}, std::uint32_t flags = 0);
+KBUS_EXPORT Result<Message> make_stateful_request(const Message& earlier, std::string name,
+                                                  std::string data = {},
+                                                  std::uint32_t flags = 0);
 
 // Replier bind event data (KBUS-SPEC.md §3.6).
 struct ReplierBindEvent {
@@ -116,23 +121,28 @@ struct ReplierBindEvent {
   std::uint32_t binder = 0;
   std::string name;
 };
-std::string encode_replier_bind_event(const ReplierBindEvent& ev);
-Result<ReplierBindEvent> decode_replier_bind_event(std::string_view data);
+KBUS_EXPORT std::string encode_replier_bind_event(const ReplierBindEvent& ev);
+KBUS_EXPORT Result<ReplierBindEvent> decode_replier_bind_event(std::string_view data);
 
 // Layout arithmetic (KBUS-SPEC.md §3.5).
 constexpr std::uint32_t padded_name_len(std::uint32_t n) { return 4 * ((n + 1 + 3) / 4); }
 constexpr std::uint32_t padded_data_len(std::uint32_t d) { return 4 * ((d + 3) / 4); }
 constexpr std::uint64_t entire_len(std::uint32_t header_len, std::uint32_t n, std::uint32_t d) {
-  return std::uint64_t{header_len} + padded_name_len(n) + padded_data_len(d) + 4;
+  // In 64 bits: padded_data_len(d) wraps for d > 0xFFFFFFFC (found by
+  // fuzz/fuzz_message), which made a huge data_len pass the size check.
+  return std::uint64_t{header_len} + padded_name_len(n) + 4 * ((std::uint64_t{d} + 3) / 4) + 4;
 }
 
 // Appends the entire form of `m` for a client whose header is `header_len`
 // (88 or 72) bytes long. Pointer fields are 0, padding is zero.
-void encode_entire(std::string& out, const Header& hdr, std::string_view name,
-                   std::string_view data, std::uint32_t header_len = kNativeHeaderLen);
-std::string encode_entire(const Message& m, std::uint32_t header_len = kNativeHeaderLen);
+KBUS_EXPORT void encode_entire(std::string& out, const Header& hdr, std::string_view name,
+                               std::string_view data,
+                               std::uint32_t header_len = kNativeHeaderLen);
+KBUS_EXPORT std::string encode_entire(const Message& m,
+                                      std::uint32_t header_len = kNativeHeaderLen);
 // Parses one entire-form message of exactly bytes.size() bytes. Errc::einval
 // for bad guards or inconsistent lengths.
-Result<Message> decode_entire(std::string_view bytes, std::uint32_t header_len = kNativeHeaderLen);
+KBUS_EXPORT Result<Message> decode_entire(std::string_view bytes,
+                                          std::uint32_t header_len = kNativeHeaderLen);
 
 }  // namespace kbus

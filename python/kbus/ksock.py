@@ -18,7 +18,8 @@ import struct
 import time
 
 from kbus.messages import (Message, MessageId, MSG_HEADER_LEN,  # noqa: F401
-                           _message_from_entire)
+                           _message_from_entire, _ZEROS, _END_GUARD_BYTES,
+                           _NAME_PTR_OFF, _PTR_SIZE)
 
 # Operation numbers (docs/protocol.md section 4).
 _OP_RESET = 1
@@ -47,12 +48,16 @@ _OP_NEXTREAD = 68
 _OP_WAITREAD = 69
 _OP_BINDINGS = 70
 _OP_STATS = 71
+_OP_REQUEST = 72
+_OP_SENDBATCH = 74
+_OP_READBATCH = 75
 
 PROTOCOL_VERSION = 1
 _MODE_READ = 1
 _MODE_WRITE = 2
 _MAX_FRAME_LEN = 1 << 20          # of a request frame, after its length
 _MAX_PAYLOAD = _MAX_FRAME_LEN - 4  # of a request frame
+_NO_POINTERS = bytes(2 * _PTR_SIZE)
 _MAX_NAME = _MAX_PAYLOAD - 8       # longer names cannot even be sent
 
 # Host byte order, standard sizes.
@@ -143,6 +148,22 @@ _IOC_NONE = 0
 _IOC_WRITE = 1
 _IOC_READ = 2
 _PTR_SIZE = struct.calcsize('P')
+
+
+def _split_messages(data, count):
+    """The ``count`` entire messages concatenated in ``data``."""
+    out = []
+    view = memoryview(data)
+    pos = 0
+    for _ in range(count):
+        name_len, data_len = _TWO_U32.unpack_from(view, pos + 52)
+        n = MSG_HEADER_LEN + 4 * ((name_len + 4) // 4) + \
+            4 * ((data_len + 3) // 4) + 4
+        out.append(_message_from_entire(view[pos:pos + n]))
+        pos += n
+    if pos != len(view):
+        raise OSError(errno.EPROTO, 'bad batch reply')
+    return out
 
 
 def _IOC(d, t, nr, size):
@@ -563,23 +584,30 @@ class Ksock(object):
                                    _MAX_PAYLOAD):
             self.write_msg(message)
             return self.send()
-        # The WRITE and the SEND go out together; if the WRITE fails, the
-        # daemon has nothing to send and the SEND changes nothing.
-        hdr = message._pointy_bytes()
-        name = message._name
+        # SENDMSG: the entire form written and sent in one frame (for a
+        # write followed at once by SEND, pointy and entire timing cannot be
+        # told apart: the same errors, the same state afterwards).
         self._pointy = None
-        if data:
-            frame = b''.join((_WRITE_HDR_FRAME, hdr,
-                              _REQ.pack(4 + len(name) + len(data), _OP_SEND),
-                              name, data))
+        h = message._hdr
+        if message.msg is h:
+            hb = bytes(h)   # with the pointer fields zeroed: entire form
+            hb = hb[:_NAME_PTR_OFF] + _NO_POINTERS + hb[_NAME_PTR_OFF + 2 * _PTR_SIZE:]
+            name = message._name
+            n = len(name)
+            if data:
+                d = len(data)
+                body = (hb, name, _ZEROS[:4 - (n & 3)], data,
+                        _ZEROS[:(4 - (d & 3)) & 3], _END_GUARD_BYTES)
+                size = MSG_HEADER_LEN + n + (4 - (n & 3)) + d + ((4 - (d & 3)) & 3) + 4
+            else:
+                body = (hb, name, _ZEROS[:4 - (n & 3)], _END_GUARD_BYTES)
+                size = MSG_HEADER_LEN + n + (4 - (n & 3)) + 4
+            frame = b''.join((_REQ.pack(4 + size, _OP_SENDMSG),) + body)
         else:
-            frame = b''.join((_WRITE_HDR_FRAME, hdr,
-                              _REQ.pack(4 + len(name), _OP_SEND), name))
+            entire = message.to_bytes()
+            frame = _REQ.pack(4 + len(entire), _OP_SENDMSG) + entire
         self._sock.sendall(frame)
-        wstatus = self._reply()[0]
         status, off, n = self._reply()
-        if wstatus < 0:
-            raise _error(wstatus)
         if status < 0:
             self._maybe_pending = (status == -_EAGAIN)
             raise _error(status)
@@ -676,6 +704,117 @@ class Ksock(object):
             self._stash.append(msg)
             return None
         return msg
+
+    # -- one-round-trip and batch calls (docs/protocol.md 4.5-4.6): they
+    # change the cost of the generic calls, never their meaning.
+
+    def _held(self, frame, timeout, decode):
+        """Sends a frame whose reply kbusd may hold (REQUEST, READBATCH with
+        wait); returns (status, payload bytes). A timeout or an interruption
+        ends the wait with RESET, which answers it at once; if an
+        interruption's early answer brought messages, ``decode(status,
+        payload)`` gives them and they are kept for the next read."""
+        self._sock.sendall(frame)
+        try:
+            if timeout is None or self._connpoll.poll(
+                    max(0, int(math.ceil(timeout * 1000)))):
+                status, off, n = self._reply()
+                return status, self._bytes(off, n)
+        except OSError:
+            raise
+        except BaseException:
+            status, payload = self._end_held()
+            if status > 0:
+                self._stash.extend(decode(status, payload))
+            raise
+        return self._end_held()
+
+    def _end_held(self):
+        self._sock.sendall(_F_RESET)
+        status, off, n = self._reply()
+        payload = self._bytes(off, n)
+        self._reply()
+        return status, payload
+
+    def request(self, message, timeout=None):
+        """Send a Request and wait for its answer - the Reply, or the Status
+        that replaced it - in one round trip (REQUEST). Only that answer is
+        taken from the queue; other messages stay queued, in order. Raises
+        OSError(ETIMEDOUT) if ``timeout`` seconds pass first (the answer then
+        stays queued), and the errors of ``send_msg`` otherwise."""
+        if not message.flags & Message.WANT_A_REPLY:
+            raise OSError(errno.EINVAL, 'request() sends Requests only')
+        status, payload = self._held(
+            _frame(_OP_REQUEST, message.to_bytes()), timeout,
+            lambda st, p: [_message_from_entire(memoryview(p)[8:])])
+        if status < 0:
+            raise _error(status)
+        if status == 0:
+            raise OSError(errno.ETIMEDOUT, 'no answer within the timeout')
+        return _message_from_entire(memoryview(payload)[8:])
+
+    def send_msgs(self, messages):
+        """Send messages in order, in as few round trips as frames allow
+        (SENDBATCH); stops at the first failure. Returns their MessageIds.
+        A failure raises OSError whose ``ids`` attribute lists the ids of the
+        messages attempted (the last one is the one that failed)."""
+        ids = []
+        batch = []
+        size = 0
+        pieces = [m.to_bytes() for m in messages]
+        for i, b in enumerate(pieces + [None]):
+            if b is None or (batch and size + 4 + len(b) > _MAX_PAYLOAD):
+                if batch:
+                    status, off, n = self._send_batch(batch)
+                    count = _U32.unpack_from(self._rbuf, off)[0]
+                    for j in range(count):
+                        ids.append(MessageId(*_TWO_U32.unpack_from(
+                            self._rbuf, off + 4 + 8 * j)))
+                    if status < 0:
+                        e = _error(status)
+                        e.ids = ids
+                        raise e
+                batch = []
+                size = 0
+            if b is not None:
+                batch.append(b)
+                size += 4 + len(b)
+        return ids
+
+    def _send_batch(self, pieces):
+        payload = b''.join(_U32.pack(len(b)) + b for b in pieces)
+        self._sock.sendall(_frame(_OP_SENDBATCH, payload))
+        status, off, n = self._reply()
+        if n < 4:
+            raise _error(status) if status < 0 else OSError(errno.EPROTO, 'bad reply')
+        return status, off, n
+
+    def read_msgs(self, max_count, max_bytes=1 << 20):
+        """Pop up to ``max_count`` messages at once (READBATCH), as many
+        ``read_next_msg()`` calls would; their total size is at most
+        ``max_bytes``, but one is always returned if any is queued. Returns
+        a list (empty if the queue is empty)."""
+        out = []
+        while self._stash and len(out) < max_count:
+            out.append(self._stash.pop(0))
+        if len(out) == max_count:
+            return out
+        status, off, n = self._op(_frame(_OP_READBATCH, struct.pack(
+            '=III', max_count - len(out), max_bytes, 0)))
+        out.extend(_split_messages(self._bytes(off, n), status))
+        return out
+
+    def wait_for_msgs(self, max_count, timeout=None, max_bytes=1 << 20):
+        """As ``read_msgs()``, but first waits (forever if ``timeout`` is
+        None, else at most ``timeout`` seconds) until a message is queued.
+        Returns an empty list on timeout."""
+        if self._stash:
+            return self.read_msgs(max_count, max_bytes)
+        status, payload = self._held(_frame(_OP_READBATCH, struct.pack(
+            '=III', max_count, max_bytes, 1)), timeout, _split_messages)
+        if status < 0:
+            raise _error(status)
+        return _split_messages(payload, status)
 
     def read_data(self, count):
         """Read up to ``count`` bytes of the current message (b'' if there

@@ -7,6 +7,7 @@
 //   kbus reply    [-b BUS] [--count N] [--json] NAME (DATA | --exec CMD)
 //   kbus bindings | stats | new-device   [-b BUS]
 //   kbus errno    N | NAME | --list
+//   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
 //
 // Every command takes -b/--bus (default 0) and -d/--dir (default: $KBUS_DIR,
 // then the protocol's default directory). Exit status: 0 success; 1 a KBUS
@@ -34,6 +35,7 @@
 #include "kbus/errors.hpp"
 #include "kbus/ksock.hpp"
 #include "kbus/message.hpp"
+#include "limpet/runner.hpp"
 
 #ifndef KBUS_VERSION
 #define KBUS_VERSION "unknown"
@@ -385,6 +387,12 @@ int run(int argc, char** argv) {
   errno_cmd->add_flag("--list,-l", list, "list every errno");
   errno_cmd->add_option("ERRNO", errno_arg, "a number such as 32 or a name such as EPIPE");
 
+  // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
+  // parsed by the limpet itself: everything after `limpet` goes to it.
+  auto* limpet = app.add_subcommand("limpet", "join this bus to another over a socket (as kbus-limpet)");
+  limpet->prefix_command();
+  limpet->set_help_flag();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -405,6 +413,7 @@ int run(int argc, char** argv) {
     if (stats->parsed()) return cmd_report(common, true);
     if (newdev->parsed()) return cmd_new_device(common);
     if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
+    if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
   } catch (const Error& e) {
     auto subs = app.get_subcommands();
     return report_failure(subs.empty() ? "error" : subs.front()->get_name(), e.error_number());

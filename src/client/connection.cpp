@@ -124,17 +124,12 @@ Result<void> Connection::send_frame(std::string_view frame) {
 }
 
 Result<void> Connection::fill() {
-  if (rpos_ > 0) {
-    rbuf_.erase(0, rpos_);
-    rpos_ = 0;
-  }
   constexpr std::size_t kChunk = 64 * 1024;
-  std::size_t old = rbuf_.size();
-  rbuf_.resize(old + kChunk);
+  char* const into = rbuf_.prepare(kChunk);
   ssize_t n;
   if (poll_fd_ < 0) {
     // Until HELLO's reply has brought the poll fd, look for SCM_RIGHTS.
-    iovec iov{rbuf_.data() + old, kChunk};
+    iovec iov{into, kChunk};
     alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
     msghdr mh{};
     mh.msg_iov = &iov;
@@ -161,15 +156,14 @@ Result<void> Connection::fill() {
     }
   } else {
     do {
-      n = ::recv(sock_, rbuf_.data() + old, kChunk, 0);
+      n = ::recv(sock_, into, kChunk, 0);
     } while (n < 0 && errno == EINTR);
   }
   if (n <= 0) {
-    rbuf_.resize(old);
     if (n == 0) return fail(Errc::econnreset);
     return fail(errc_from_errno(errno) == Errc::enoent ? Errc::econnreset : errc_from_errno(errno));
   }
-  rbuf_.resize(old + static_cast<std::size_t>(n));
+  rbuf_.commit(static_cast<std::size_t>(n));
   return {};
 }
 
@@ -178,12 +172,12 @@ Result<ReplyFrame> Connection::read_reply() {
   for (;;) {
     protocol::Frame f;
     std::size_t consumed = 0;
-    std::string_view avail(rbuf_.data() + rpos_, rbuf_.size() - rpos_);
+    std::string_view avail = rbuf_.data();
     // Replies may be longer than requests: a READ of a maximal message, or
     // the reports of many buses. Accept anything a u32 can say.
     switch (protocol::parse_frame(avail, f, consumed, 0xFFFFFFFFu)) {
       case protocol::Parse::kOk:
-        rpos_ += consumed;
+        rbuf_.consume(consumed);
         return ReplyFrame{static_cast<std::int32_t>(f.word), f.payload};
       case protocol::Parse::kBadLength:
         return fail(Errc::eproto);
@@ -197,7 +191,7 @@ Result<ReplyFrame> Connection::read_reply() {
 
 Result<bool> Connection::wait_reply(int timeout_ms) {
   if (broken_ != Errc::ok) return broken_;
-  if (rbuf_.size() > rpos_) return true;
+  if (!rbuf_.empty()) return true;
   pollfd p{sock_, POLLIN, 0};
   int rc = ::poll(&p, 1, timeout_ms);
   if (rc < 0) {

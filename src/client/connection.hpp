@@ -70,8 +70,7 @@ class Connection {
   std::uint32_t mode_ = 0;
   std::uint32_t header_len_ = 0;
   std::string path_;
-  std::string rbuf_;
-  std::size_t rpos_ = 0;  // start of unread bytes in rbuf_
+  protocol::InputBuffer rbuf_;
   Errc broken_ = Errc::ok;
   std::optional<std::string> pointy_payload_;
 };

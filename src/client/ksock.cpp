@@ -289,6 +289,20 @@ Result<MessageId> Ksock::try_send() noexcept {
 }
 MessageId Ksock::send() { return try_send().get("kbus send"); }
 
+Result<MessageId> Ksock::try_send_pointy(std::string_view name, std::string_view data) noexcept {
+  KBUS_CHECK_OPEN();
+  conn_->pointy_payload().reset();
+  return guarded([&] {
+    std::string payload;
+    payload.reserve(name.size() + data.size());
+    payload.append(name).append(data);
+    return id_reply(conn_->call(Op::kSend, payload));
+  });
+}
+MessageId Ksock::send_pointy(std::string_view name, std::string_view data) {
+  return try_send_pointy(name, data).get("kbus send");
+}
+
 Result<void> Ksock::try_discard() noexcept {
   KBUS_CHECK_OPEN();
   conn_->pointy_payload().reset();
@@ -497,6 +511,209 @@ Result<std::optional<Message>> Ksock::try_wait_for_msg(std::optional<Timeout> ti
 }
 std::optional<Message> Ksock::wait_for_msg(std::optional<Timeout> timeout) {
   return try_wait_for_msg(timeout).get("kbus wait_for_msg");
+}
+
+namespace {
+
+// A frame whose reply may be held by the daemon until something arrives
+// (REQUEST, SENDWAIT, READBATCH with wait): sends it and returns its reply,
+// a copy of the payload. On timeout sends RESET, which answers the blocked
+// frame at once (docs/protocol.md §4.4), and reads both replies;
+// `timed_out` tells whether the reply is that early answer.
+struct HeldReply {
+  std::int32_t status = 0;
+  std::string payload;
+};
+Result<HeldReply> held_call(Connection& conn, std::string_view frame,
+                            std::optional<Ksock::Timeout> timeout) {
+  auto s = conn.send_frame(frame);
+  if (!s) return s.error();
+  auto take = [&]() -> Result<HeldReply> {
+    auto r = conn.read_reply();
+    if (!r) return r.error();
+    return HeldReply{r->status, std::string(r->payload)};
+  };
+  if (!timeout) return take();
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + *timeout;
+  for (;;) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    const int ms = left.count() < 0 ? 0 : static_cast<int>(left.count());
+    auto ready = conn.wait_reply(ms);
+    if (!ready) return ready.error();
+    if (*ready) return take();
+    if (ms == 0) break;
+  }
+  std::string reset;
+  protocol::append_request(reset, Op::kReset);
+  auto s2 = conn.send_frame(reset);
+  if (!s2) return s2.error();
+  auto held = take();
+  auto rr = void_reply(conn.read_reply());
+  if (!held) return held.error();
+  if (!rr) return rr.error();
+  return held;
+}
+
+std::string message_frame(Op op, const Message& msg, std::uint32_t header_len) {
+  std::string frame;
+  const std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(op));
+  encode_entire(frame, msg.hdr, msg.name, msg.data, header_len);
+  protocol::end_frame(frame, at);
+  return frame;
+}
+
+// Splits concatenated entire messages.
+Result<std::vector<Message>> split_messages(std::string_view bytes, std::uint32_t count,
+                                            std::uint32_t header_len) {
+  std::vector<Message> out;
+  out.reserve(count);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (bytes.size() < header_len) return Errc::eproto;
+    const std::uint64_t len = entire_len(header_len, protocol::get_u32(bytes.data() + 52),
+                                         protocol::get_u32(bytes.data() + 56));
+    if (len > bytes.size()) return Errc::eproto;
+    auto m = decode_entire(bytes.substr(0, len), header_len);
+    if (!m) return Errc::eproto;
+    out.push_back(std::move(m.value()));
+    bytes.remove_prefix(len);
+  }
+  if (!bytes.empty()) return Errc::eproto;
+  return out;
+}
+
+MessageId id_at(std::string_view p) {
+  return MessageId{protocol::get_u32(p.data()), protocol::get_u32(p.data() + 4)};
+}
+
+}  // namespace
+
+Result<Message> Ksock::try_request(const Message& req, std::optional<Timeout> timeout) noexcept {
+  KBUS_CHECK_OPEN();
+  if (!(req.hdr.flags & flag::kWantAReply)) return Errc::einval;  // not a Request
+  conn_->pointy_payload().reset();
+  return guarded([&]() -> Result<Message> {
+    auto r = held_call(*conn_, message_frame(Op::kRequest, req, conn_->header_len()), timeout);
+    if (!r) return r.error();
+    if (r->payload.size() < 8) return Errc::eproto;
+    if (r->status < 0) return status_errc(r->status);
+    if (r->status == 0) return Errc::etimedout;  // the answer will stay queued
+    auto m = decode_entire(std::string_view(r->payload).substr(8), conn_->header_len());
+    if (!m) return Errc::eproto;
+    return std::move(m.value());
+  });
+}
+Message Ksock::request(const Message& req, std::optional<Timeout> timeout) {
+  return try_request(req, timeout).get("kbus request");
+}
+
+Result<Ksock::SentAndReceived> Ksock::try_send_and_wait(const Message& msg,
+                                                        std::optional<Timeout> timeout) noexcept {
+  KBUS_CHECK_OPEN();
+  conn_->pointy_payload().reset();
+  return guarded([&]() -> Result<SentAndReceived> {
+    auto r = held_call(*conn_, message_frame(Op::kSendWait, msg, conn_->header_len()), timeout);
+    if (!r) return r.error();
+    if (r->payload.size() < 8) return Errc::eproto;
+    if (r->status < 0) return status_errc(r->status);
+    SentAndReceived out;
+    out.sent = id_at(r->payload);
+    if (r->status == 1) {
+      auto m = decode_entire(std::string_view(r->payload).substr(8), conn_->header_len());
+      if (!m) return Errc::eproto;
+      out.received = std::move(m.value());
+    }
+    return out;
+  });
+}
+Ksock::SentAndReceived Ksock::send_and_wait(const Message& msg, std::optional<Timeout> timeout) {
+  return try_send_and_wait(msg, timeout).get("kbus send_and_wait");
+}
+
+Ksock::SendBatch Ksock::try_send_msgs(const std::vector<Message>& msgs) noexcept {
+  SendBatch out;
+  if (!conn_) {
+    out.error = Errc::ebadf;
+    return out;
+  }
+  conn_->pointy_payload().reset();
+  auto r = guarded([&]() -> Result<void> {
+    std::string frame;
+    const std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendBatch));
+    for (const Message& m : msgs) {
+      const std::size_t len_at = frame.size();
+      put_u32(frame, 0);
+      encode_entire(frame, m.hdr, m.name, m.data, conn_->header_len());
+      const auto len = static_cast<std::uint32_t>(frame.size() - len_at - 4);
+      std::memcpy(frame.data() + len_at, &len, 4);
+    }
+    protocol::end_frame(frame, at);
+    auto rep = conn_->call_frame(frame);
+    if (!rep) return rep.error();
+    if (rep->payload.size() < 4) return Errc::eproto;
+    const std::uint32_t n = protocol::get_u32(rep->payload.data());
+    if (rep->payload.size() != 4 + std::size_t{n} * 8) {
+      // EFAULT and friends come without ids.
+      if (rep->status < 0 && rep->payload.empty()) return status_errc(rep->status);
+      return Errc::eproto;
+    }
+    for (std::uint32_t i = 0; i < n; ++i) out.ids.push_back(id_at(rep->payload.substr(4 + 8 * i)));
+    if (rep->status < 0) return status_errc(rep->status);
+    return {};
+  });
+  if (!r) out.error = r.error();
+  return out;
+}
+std::vector<MessageId> Ksock::send_msgs(const std::vector<Message>& msgs) {
+  SendBatch b = try_send_msgs(msgs);
+  if (b.error != Errc::ok)
+    throw Error(b.error, "kbus send_msgs: message " + std::to_string(b.ids.size()) + " of " +
+                             std::to_string(msgs.size()) + " failed");
+  return std::move(b.ids);
+}
+
+namespace {
+std::string read_batch_payload(std::uint32_t max_count, std::uint32_t max_bytes, bool wait) {
+  std::string p;
+  put_u32(p, max_count);
+  put_u32(p, max_bytes);
+  put_u32(p, wait ? 1 : 0);
+  return p;
+}
+}  // namespace
+
+Result<std::vector<Message>> Ksock::try_read_msgs(std::uint32_t max_count,
+                                                  std::uint32_t max_bytes) noexcept {
+  KBUS_CHECK_OPEN();
+  if (max_count == 0) return std::vector<Message>{};
+  return guarded([&]() -> Result<std::vector<Message>> {
+    auto r = conn_->call(Op::kReadBatch, read_batch_payload(max_count, max_bytes, false));
+    if (!r) return r.error();
+    if (r->status < 0) return status_errc(r->status);
+    return split_messages(r->payload, static_cast<std::uint32_t>(r->status), conn_->header_len());
+  });
+}
+std::vector<Message> Ksock::read_msgs(std::uint32_t max_count, std::uint32_t max_bytes) {
+  return try_read_msgs(max_count, max_bytes).get("kbus read_msgs");
+}
+
+Result<std::vector<Message>> Ksock::try_wait_for_msgs(std::uint32_t max_count,
+                                                      std::optional<Timeout> timeout,
+                                                      std::uint32_t max_bytes) noexcept {
+  KBUS_CHECK_OPEN();
+  if (max_count == 0) return std::vector<Message>{};
+  return guarded([&]() -> Result<std::vector<Message>> {
+    std::string frame;
+    protocol::append_request(frame, Op::kReadBatch, read_batch_payload(max_count, max_bytes, true));
+    auto r = held_call(*conn_, frame, timeout);
+    if (!r) return r.error();
+    if (r->status < 0) return status_errc(r->status);
+    return split_messages(r->payload, static_cast<std::uint32_t>(r->status), conn_->header_len());
+  });
+}
+std::vector<Message> Ksock::wait_for_msgs(std::uint32_t max_count, std::optional<Timeout> timeout,
+                                          std::uint32_t max_bytes) {
+  return try_wait_for_msgs(max_count, timeout, max_bytes).get("kbus wait_for_msgs");
 }
 
 static Result<std::string> report_reply(Result<ReplyFrame> r) {

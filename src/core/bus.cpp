@@ -48,11 +48,17 @@ MessageId Bus::next_serial() {
 }
 
 // §5.1: a Ksock's own outstanding requests reserve room in its queue.
+// A queue holding max_queued_bytes or more also counts as full, whatever
+// MAXMSGS says (docs/reliability.md §4): one Ksock that never reads cannot
+// make the daemon hold unbounded memory.
+bool Bus::bytes_full(const Ksock& k) const {
+  return limits_.max_queued_bytes != 0 && k.queue.bytes() >= limits_.max_queued_bytes;
+}
 bool Bus::full(const Ksock& k) const {
-  return k.queue.size() + k.outstanding.size() >= k.max_msgs;
+  return k.queue.size() + k.outstanding.size() >= k.max_msgs || bytes_full(k);
 }
 bool Bus::full_for_reply(const Ksock& k) const {
-  return k.queue.size() + k.outstanding.size() > k.max_msgs;
+  return k.queue.size() + k.outstanding.size() > k.max_msgs || bytes_full(k);
 }
 
 void Bus::touch(KsockId k) { touched_.insert(k); }
@@ -70,6 +76,13 @@ void Bus::after_op() {
 // ---------------------------------------------------------------- open/close
 
 KsockId Bus::open(const OpenOptions& opts) {
+  auto r = try_open(opts);
+  KBUS_CHECK(r.ok());
+  return *r;
+}
+
+Result<KsockId> Bus::try_open(const OpenOptions& opts) {
+  if (limits_.max_ksocks != 0 && ksocks_.size() >= limits_.max_ksocks) return Errc::enfile;
   if (++last_ksock_ == 0) last_ksock_ = 1;  // §1.2-2: id 0 is never assigned
   auto k = std::make_unique<Ksock>();
   k->id = last_ksock_;
@@ -326,6 +339,10 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
     if (it == ksocks_.end()) return Errc::eaddrnotavail;
     addressee = it->second.get();
     if (!addressee->outstanding.count(h.in_reply_to)) return Errc::econnrefused;
+    // docs/decisions.md D10: only the Ksock that holds the Request (popped
+    // it with WANT_YOU_TO_REPLY and still owes the answer) may reply.
+    auto holder = owed_index_.find({h.in_reply_to, h.to});
+    if (holder == owed_index_.end() || holder->second != sender.id) return Errc::econnrefused;
     if (full_for_reply(*addressee)) return when_full;
   }
   Ksock* replier_ksock = nullptr;
@@ -477,6 +494,44 @@ Result<std::uint32_t> Bus::next_read(KsockId id, std::string& out) {
   return 1u;
 }
 
+Result<std::uint32_t> Bus::next_read_batch(KsockId id, std::uint32_t max_count,
+                                           std::uint32_t max_bytes, std::string& out) {
+  Ksock& k = ks(id);
+  if (!k.can_read) return Errc::ebadf;
+  std::uint32_t n = 0;
+  std::size_t bytes = 0;
+  while (n < max_count && !k.queue.empty()) {
+    const QueueEntry& head = k.queue.front();
+    const std::uint64_t len =
+        entire_len(k.header_len, static_cast<std::uint32_t>(head.body->name.size()),
+                   static_cast<std::uint32_t>(head.body->data.size()));
+    if (n > 0 && bytes + len > max_bytes) break;
+    auto e = pop_head(k);
+    encode_entire(out, e->hdr, e->body->name, e->body->data, k.header_len);
+    bytes += len;
+    ++n;
+  }
+  if (n) after_op();
+  return n;
+}
+
+Result<bool> Bus::take_answer(KsockId id, MessageId request, std::string& out) {
+  Ksock& k = ks(id);
+  if (!k.can_read) return Errc::ebadf;
+  // The requester's own copy was pushed with kind SENDER: no binding.
+  auto it = std::find_if(k.queue.begin(), k.queue.end(), [&](const QueueEntry& e) {
+    return e.via == 0 && e.hdr.in_reply_to == request && e.hdr.to == id;
+  });
+  if (it == k.queue.end()) return false;
+  QueueEntry e = std::move(*it);
+  k.queue.erase(it);
+  touch(id);
+  encode_entire(out, e.hdr, e.body->name, e.body->data, k.header_len);
+  if (k.set_aside > 0) move_one_set_aside(k);
+  after_op();
+  return true;
+}
+
 Result<std::uint32_t> Bus::read(KsockId id, std::uint32_t max_count, std::string& out) {
   Ksock& k = ks(id);
   if (!k.can_read) return Errc::ebadf;
@@ -512,6 +567,8 @@ std::uint32_t Bus::num_msgs(KsockId id) const {
   const Ksock& k = ks(id);
   return static_cast<std::uint32_t>(k.queue.size()) + k.set_aside;
 }
+
+std::uint64_t Bus::queued_bytes(KsockId id) const { return ks(id).queue.bytes(); }
 
 std::uint32_t Bus::unreplied_to(KsockId id) const {
   return static_cast<std::uint32_t>(ks(id).owed.size());
@@ -567,6 +624,7 @@ bool Bus::writable(KsockId id) const {
   return k.can_write && !k.sending;
 }
 bool Bus::sending(KsockId id) const { return ks(id).sending; }
+bool Bus::can_read(KsockId id) const { return ks(id).can_read; }
 
 // ---------------------------------------------------------------- bind events
 
@@ -727,10 +785,14 @@ void Bus::check_invariants() const {
       const Binding* b = bindings_.find(s);
       KBUS_CHECK(b && b->ksock == id);
     }
+    std::uint64_t bytes = 0;
     for (const QueueEntry& e : k.queue) {
+      bytes += e.bytes;
+      KBUS_CHECK(e.bytes == decltype(k.queue)::size_of(e));
       KBUS_CHECK(e.body);
       KBUS_CHECK(e.via == 0 || std::find(k.bindings.begin(), k.bindings.end(), e.via) != k.bindings.end());
     }
+    KBUS_CHECK(bytes == k.queue.bytes());
     for (const Owed& o : k.owed) {
       auto it = owed_index_.find({o.request, o.requester});
       KBUS_CHECK(it != owed_index_.end() && it->second == id);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/binding_table.hpp"
+#include "core/counted_queue.hpp"
 #include "core/write_parser.hpp"
 #include "kbus/errors.hpp"
 #include "kbus/message.hpp"
@@ -37,6 +38,10 @@ struct BusLimits {
   std::uint32_t abs_max_msg_size = 409600;    // §4.7 absolute maximum
   std::uint32_t default_max_msgs = 100;       // per-Ksock queue length
   std::uint32_t set_aside_capacity = 1000;    // §8.4
+  // Resource limits (docs/reliability.md §4), 0 = none:
+  std::uint32_t max_ksocks = 4096;            // Ksocks open at once on the bus
+  std::uint64_t max_queued_bytes = 16u << 20;  // a Ksock whose queue holds this
+                                               // many bytes counts as full (§5.1)
 };
 
 struct OpenOptions {
@@ -68,6 +73,10 @@ class Bus {
 
   // §4.1 OPEN: a new Ksock with the next id (§1.2-2).
   KsockId open(const OpenOptions& opts);
+  // The same, refused with ENFILE while the bus has BusLimits::max_ksocks
+  // Ksocks open (open() asserts that it is not).
+  Result<KsockId> try_open(const OpenOptions& opts);
+  std::size_t ksock_count() const noexcept { return ksocks_.size(); }
   // §4.1 CLOSE: the release sequence of §7.2. Never fails.
   void close(KsockId k);
   bool is_open(KsockId k) const noexcept { return ksocks_.count(k) != 0; }
@@ -85,6 +94,8 @@ class Bus {
   MessageId last_sent(KsockId k) const;
   std::uint32_t max_msgs(KsockId k, std::uint32_t n);
   std::uint32_t num_msgs(KsockId k) const;
+  // Bytes held in k's queue (CountedQueue::size_of each message).
+  std::uint64_t queued_bytes(KsockId k) const;
   std::uint32_t unreplied_to(KsockId k) const;
   Result<std::uint32_t> only_once(KsockId k, std::uint32_t v);
   Result<std::uint32_t> verbose(std::uint32_t v);
@@ -101,10 +112,23 @@ class Bus {
   // Returns 1 if a message was read, 0 if the queue was empty.
   Result<std::uint32_t> next_read(KsockId k, std::string& out);
 
+  // Batch read (docs/protocol.md READBATCH): pops up to max_count messages,
+  // appending their entire forms to out, stopping before the total would
+  // exceed max_bytes (but always taking one if there is one). Each pop is a
+  // NEXTMSG + whole read; batching changes cost, never meaning.
+  Result<std::uint32_t> next_read_batch(KsockId k, std::uint32_t max_count,
+                                        std::uint32_t max_bytes, std::string& out);
+  // REQUEST support: if k's own answer to `request` (the Reply or Status
+  // pushed to k as requester, not a listener copy) is queued, removes it
+  // from the queue wherever it is, appends its entire form to out and
+  // returns true. Other queued messages keep their order.
+  Result<bool> take_answer(KsockId k, MessageId request, std::string& out);
+
   // §4.4 readiness.
   bool readable(KsockId k) const;  // queue non-empty
   bool writable(KsockId k) const;  // open for writing and not sending
   bool sending(KsockId k) const;
+  bool can_read(KsockId k) const;
 
   // Effects: the Ksocks whose queue or sending state may have changed since
   // the last call, in ascending id order. The daemon updates their poll fds
@@ -123,6 +147,7 @@ class Bus {
     Header hdr;  // per-recipient copy (WANT_YOU_TO_REPLY differs)
     std::shared_ptr<const MessageBody> body;
     std::uint64_t via = 0;  // binding that caused the push; 0 = none
+    std::uint32_t bytes = 0;  // stamped by CountedQueue on insertion
   };
   struct Owed {
     MessageId request;
@@ -143,7 +168,7 @@ class Bus {
     bool can_write = true;
     std::uint32_t header_len = kHeaderLen64;
     std::int64_t pid = 0;
-    std::deque<QueueEntry> queue;
+    CountedQueue<QueueEntry> queue;
     std::uint32_t max_msgs = 100;
     std::optional<CurrentRead> current;
     WriteParser writer{kHeaderLen64};
@@ -176,6 +201,7 @@ class Bus {
   Ksock& ks(KsockId k);
   const Ksock& ks(KsockId k) const;
   MessageId next_serial();
+  bool bytes_full(const Ksock& k) const;
   bool full(const Ksock& k) const;
   bool full_for_reply(const Ksock& k) const;
   void touch(KsockId k);

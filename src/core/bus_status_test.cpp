@@ -140,27 +140,38 @@ TEST_F(BusStatusTest, CloseSkipsStatusToItselfOnly) {
   expect_status(receive_one(bus, q), status_name::kReplierGoneAway, p, q, r);
 }
 
-// §14-10 [DEV] (a): a Reply by another Ksock is accepted and removes the
-// owed entry from the replier, so its CLOSE sends no Ignored.
-TEST_F(BusStatusTest, ReplyByAnotherKsockClearsOwed) {
+// docs/decisions.md D10 (tightens §5.2-10, §14-10): a Reply from a Ksock
+// that does not hold the Request is refused with ECONNREFUSED, whatever it
+// claims; the holder can still answer, and its answer is the only one.
+TEST_F(BusStatusTest, ReplyByAnotherKsockIsRefused) {
   KsockId x = bus.open(rw());
   MessageId r = send_ok(bus, q, request("$.Fred"));
   Message req = receive_one(bus, p);
   EXPECT_EQ(bus.unreplied_to(p), 1u);
-  MessageId rep = send_ok(bus, x, reply_to(req, "from x"));
+  SendOutcome o = send(bus, x, reply_to(req, "from x"));
+  EXPECT_EQ(o.error, Errc::econnrefused);
+  EXPECT_NE(o.id, MessageId{});  // §5.2-7: the id was consumed
+  EXPECT_EQ(bus.last_sent(x), o.id);
+  EXPECT_FALSE(bus.sending(x));
+  EXPECT_EQ(bus.num_msgs(q), 0u);
+  EXPECT_EQ(bus.unreplied_to(p), 1u);
+  // Not even with ALL_OR_WAIT: refused at once, never pending.
+  EXPECT_EQ(send(bus, x, reply_to(req, "", flag::kAllOrWait)).error, Errc::econnrefused);
+  EXPECT_FALSE(bus.sending(x));
+  MessageId rep = send_ok(bus, p, reply_to(req, "from p"));
   EXPECT_EQ(bus.unreplied_to(p), 0u);
   Message got = receive_one(bus, q);
   EXPECT_EQ(got.hdr.id, rep);
-  EXPECT_EQ(got.hdr.from, x);
+  EXPECT_EQ(got.hdr.from, p);
   EXPECT_EQ(got.hdr.in_reply_to, r);
-  EXPECT_EQ(send(bus, p, reply_to(req)).error, Errc::econnrefused);
   bus.close(p);
   EXPECT_EQ(bus.num_msgs(q), 0u);
 }
 
-// §14-10 [DEV] (b): an Unbound or GoneAway for a request already answered
-// is dropped.
-TEST_F(BusStatusTest, StatusForAnsweredRequestIsDropped) {
+// D10: nobody holds a Request still queued at its replier, so nobody can
+// answer it there (not even the replier itself, which has not read it);
+// the replier's UNBIND then answers it with Unbound, exactly once.
+TEST_F(BusStatusTest, QueuedRequestCannotBeAnswered) {
   KsockId x = bus.open(rw());
   MessageId r1 = send_ok(bus, q, request("$.Fred"));
   MessageId r2 = send_ok(bus, q, request("$.Fred"));
@@ -168,21 +179,16 @@ TEST_F(BusStatusTest, StatusForAnsweredRequestIsDropped) {
   fake.hdr.flags = 0;
   fake.hdr.to = q;
   fake.hdr.in_reply_to = r1;
-  send_ok(bus, x, fake);  // answers r1 while it is still queued at p
+  EXPECT_EQ(send(bus, x, fake).error, Errc::econnrefused);
+  EXPECT_EQ(send(bus, p, fake).error, Errc::econnrefused);
   fake.hdr.in_reply_to = r2;
-  send_ok(bus, x, fake);
-  EXPECT_EQ(drain_names(bus, q).size(), 2u);
+  EXPECT_EQ(send(bus, x, fake).error, Errc::econnrefused);
+  EXPECT_EQ(bus.num_msgs(q), 0u);
   ASSERT_TRUE(bus.unbind(p, 1, "$.Fred").ok());  // removes r1 and r2
   EXPECT_EQ(bus.num_msgs(p), 0u);
-  EXPECT_EQ(bus.num_msgs(q), 0u);
-
-  ASSERT_TRUE(bus.bind(p, 1, "$.Fred").ok());
-  MessageId r3 = send_ok(bus, q, request("$.Fred"));
-  fake.hdr.in_reply_to = r3;
-  send_ok(bus, x, fake);
-  EXPECT_EQ(receive_one(bus, q).hdr.in_reply_to, r3);
-  bus.close(p);  // r3 still queued at p: no GoneAway
-  EXPECT_EQ(bus.num_msgs(q), 0u);
+  ASSERT_EQ(bus.num_msgs(q), 2u);
+  expect_status(receive_one(bus, q), status_name::kReplierUnbound, p, q, r1);
+  expect_status(receive_one(bus, q), status_name::kReplierUnbound, p, q, r2);
 }
 
 // §6.2: Status messages bypass the fullness check (the slot was reserved).
@@ -362,11 +368,12 @@ TEST_F(BusStatusTest, DisappearedForPendingReply) {
   expect_status(st, status_name::kReplierDisappeared, 0, p, o.id);
 }
 
-// §5.5-3: a pending Reply whose retry fails with an error other than
-// EADDRNOTAVAIL (here ECONNREFUSED: the replier's CLOSE answered the
-// Request with Ignored meanwhile) is dropped without any Status, since it
-// is not a Request.
-TEST_F(BusStatusTest, PendingReplyOtherErrorDroppedSilently) {
+// §5.5-3 with D10: a pending Reply can only be the holder's, and the
+// holder cannot lose the Request while its Reply is pending, so a retry
+// ends in success, EAGAIN or (requester gone, above) EADDRNOTAVAIL. A
+// non-holder's Reply never becomes pending (refused first, §5.2-10b); the
+// Request is answered once, by the holder's CLOSE.
+TEST_F(BusStatusTest, PendingReplyOnlyByTheHolder) {
   KsockId s = bus.open(rw());
   KsockId x = bus.open(rw());
   ASSERT_TRUE(bus.bind(q, 0, "$.Ann").ok());
@@ -375,9 +382,12 @@ TEST_F(BusStatusTest, PendingReplyOtherErrorDroppedSilently) {
   Message req = receive_one(bus, p);
   ASSERT_EQ(bus.max_msgs(q, 1), 1u);  // no reply credit left
   SendOutcome o = send(bus, x, reply_to(req, "", flag::kAllOrWait));
-  ASSERT_EQ(o.error, Errc::eagain);
-  bus.close(p);  // Ignored for r (bypasses fullness)
+  ASSERT_EQ(o.error, Errc::econnrefused);
   EXPECT_FALSE(bus.sending(x));
+  o = send(bus, p, reply_to(req, "", flag::kAllOrWait));
+  ASSERT_EQ(o.error, Errc::eagain);
+  EXPECT_TRUE(bus.sending(p));
+  bus.close(p);  // abandons its pending Reply; Ignored for r (bypasses fullness)
   EXPECT_EQ(bus.num_msgs(x), 0u);
   ASSERT_EQ(bus.num_msgs(q), 2u);
   EXPECT_EQ(receive_one(bus, q).name, "$.Ann");

@@ -1,4 +1,5 @@
 #include "daemon/daemon.hpp"
+#include "daemon/process_info.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +34,15 @@ constexpr std::uint64_t kTagMask = 3ull << 62;
 constexpr std::uint32_t kMaxBuses = 256;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr int kFramesPerTurn = 64;
+// HELLO's frame is 16 bytes: a longer one before HELLO is garbage, cut off
+// before the daemon buffers it (docs/reliability.md §4).
+constexpr std::uint32_t kMaxHelloFrame = 64;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 void log_line(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_line(const char* fmt, ...) {
@@ -81,17 +92,26 @@ struct Daemon::Connection {
   std::uint32_t bus = 0;
   core::KsockId ksock = 0;  // 0 until HELLO succeeded
   pid_t pid = 0;
+  std::uint32_t uid = 0;    // the peer's, from SO_PEERCRED
+  bool counted = false;     // counts in per_user_
+  Errc refuse = Errc::ok;   // a limit was reached: HELLO is answered with this
   int poll_a = -1;  // the daemon's copy of the client's poll fd
   int poll_b = -1;  // its peer
   bool signalled_readable = false;
   bool blocked_writable = false;
-  bool waiting = false;  // a WAITREAD is outstanding
+  // A blocked receive (WAITREAD, SENDWAIT, REQUEST, READBATCH with wait):
+  // answered when its message is queued, or early by the next frame.
+  enum class Wait { kNone, kNext, kAnswer, kBatch };
+  Wait waiting = Wait::kNone;
+  bool wait_has_id = false;  // the reply starts with wait_id (SENDWAIT, REQUEST)
+  MessageId wait_id;
+  std::uint32_t wait_max_count = 0;
+  std::uint32_t wait_max_bytes = 0;
   bool closed = false;
   bool in_epoll_out = false;
   bool reading_paused = false;
   bool peer_gone = false;  // EOF seen: apply the buffered frames, then close
-  std::string in;
-  std::size_t in_off = 0;
+  protocol::InputBuffer in;
   std::string out;
   std::size_t out_off = 0;
 };
@@ -113,6 +133,7 @@ Daemon::~Daemon() {
   if (signal_fd_ >= 0) ::close(signal_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (lock_fd_ >= 0) ::close(lock_fd_);
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
 }
 
 bool Daemon::start() {
@@ -141,6 +162,7 @@ bool Daemon::start() {
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGUSR1);  // log_status()
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   signal_fd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -157,6 +179,10 @@ bool Daemon::start() {
   buses_.reserve(kMaxBuses);
   for (std::uint32_t i = 0; i < cfg_.devices; ++i)
     if (!add_bus()) return false;
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  // docs/reliability.md §5: the sockets exist; root is no longer needed.
+  if (cfg_.run_as && !drop_privileges(*cfg_.run_as, cfg_.socket_access.group, cfg_.dir))
+    return false;
   return true;
 }
 
@@ -181,7 +207,7 @@ bool Daemon::add_bus() {
   }
   ::unlink(b.path.c_str());
   if (::bind(b.listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::chmod(b.path.c_str(), 0666) != 0 || ::listen(b.listen_fd, 512) != 0) {
+      !apply_socket_access(b.path, cfg_.socket_access) || ::listen(b.listen_fd, 512) != 0) {
     log_line("cannot serve %s: %s", b.path.c_str(), std::strerror(errno));
     ::close(b.listen_fd);
     return false;
@@ -197,7 +223,8 @@ bool Daemon::add_bus() {
 int Daemon::run() {
   std::vector<epoll_event> events(256);
   for (;;) {
-    const int timeout = backlog_.empty() ? -1 : 0;
+    const int stall_ms = check_stalled();
+    const int timeout = backlog_.empty() ? stall_ms : 0;
     const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -209,6 +236,10 @@ int Daemon::run() {
       if (tag == kTagSignal) {
         signalfd_siginfo si{};
         if (::read(signal_fd_, &si, sizeof si) > 0) {
+          if (si.ssi_signo == SIGUSR1) {
+            log_status();
+            continue;
+          }
           log_line("signal %u: exiting", si.ssi_signo);
           return 0;
         }
@@ -253,6 +284,16 @@ int Daemon::run() {
 void Daemon::accept_on(std::uint32_t bus) {
   for (int i = 0; i < 64; ++i) {
     const int fd = ::accept4(buses_[bus].listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && reserve_fd_ >= 0) {
+      // Out of descriptors: accept and drop one connection with the spare
+      // descriptor, so that the listener does not wake us for ever.
+      ::close(reserve_fd_);
+      const int dropped = ::accept4(buses_[bus].listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (dropped >= 0) ::close(dropped);
+      reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      log_line("bus %u: out of file descriptors: a connection was dropped", bus);
+      return;
+    }
     if (fd < 0) {
       if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
         log_line("bus %u: accept: %s", bus, std::strerror(errno));
@@ -264,7 +305,19 @@ void Daemon::accept_on(std::uint32_t bus) {
     c->bus = bus;
     ucred cred{};
     socklen_t len = sizeof cred;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) c->pid = cred.pid;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      c->pid = cred.pid;
+      c->uid = cred.uid;
+    }
+    // docs/reliability.md §4: Ksocks per user, counted from connect() so
+    // that connections which never say HELLO count too.
+    std::uint32_t& mine = per_user_[c->uid];
+    if (cfg_.max_ksocks_per_user != 0 && mine >= cfg_.max_ksocks_per_user) {
+      c->refuse = Errc::emfile;
+    } else {
+      ++mine;
+      c->counted = true;
+    }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = kTagConn | c->id;
@@ -285,15 +338,8 @@ void Daemon::on_readable(Connection& c) {
   if (c.reading_paused) return;
   // Bounded work per turn: at most kReadChunk * 4 bytes.
   for (int round = 0; round < 4; ++round) {
-    if (c.in_off > 0 && c.in_off == c.in.size()) {
-      c.in.clear();
-      c.in_off = 0;
-    }
-    const std::size_t old = c.in.size();
-    c.in.resize(old + kReadChunk);
-    const ssize_t n = ::recv(c.fd, c.in.data() + old, kReadChunk, 0);
+    const ssize_t n = ::recv(c.fd, c.in.prepare(kReadChunk), kReadChunk, 0);
     if (n <= 0) {
-      c.in.resize(old);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
       if (n < 0) {
         close_connection(c, "connection error");
@@ -303,12 +349,12 @@ void Daemon::on_readable(Connection& c) {
       c.peer_gone = true;
       process_input(c);
       if (!c.closed) {
-        if (c.in.size() > c.in_off) log_client(c, "hung up in the middle of a frame");
+        if (!c.in.empty()) log_client(c, "hung up in the middle of a frame");
         close_connection(c, nullptr);
       }
       return;
     }
-    c.in.resize(old + static_cast<std::size_t>(n));
+    c.in.commit(static_cast<std::size_t>(n));
     if (static_cast<std::size_t>(n) < kReadChunk) break;
   }
   process_input(c);
@@ -323,23 +369,19 @@ void Daemon::process_input(Connection& c) {
     } else if (c.out.size() - c.out_off > cfg_.output_high_water) {
       // The client is not reading its replies: stop reading it until it does.
       c.reading_paused = true;
+      paused_since_.emplace(c.id, now_ms());
       flush(c);
       update_epoll(c);
       return;
     }
     protocol::Frame f;
     std::size_t used = 0;
-    const std::string_view avail(c.in.data() + c.in_off, c.in.size() - c.in_off);
-    const auto r = protocol::parse_frame(avail, f, used, cfg_.max_frame_len);
+    const std::string_view avail = c.in.data();
+    const auto r = protocol::parse_frame(avail, f, used,
+                                         c.ksock == 0 ? kMaxHelloFrame : cfg_.max_frame_len);
     if (r == protocol::Parse::kIncomplete) {
       flush(c);
-      if (c.in_off > 0 && c.in_off == c.in.size()) {
-        c.in.clear();
-        c.in_off = 0;
-      } else if (c.in_off > (1u << 16)) {
-        c.in.erase(0, c.in_off);
-        c.in_off = 0;
-      }
+      c.in.shrink_if_idle(1u << 20);
       return;
     }
     if (r == protocol::Parse::kBadLength) {
@@ -348,13 +390,18 @@ void Daemon::process_input(Connection& c) {
       close_connection(c, nullptr);
       return;
     }
-    // The payload stays valid during dispatch: nothing moves c.in until the
-    // next read.
-    c.in_off += used;
-    if (c.waiting) {
-      // docs/protocol.md §4.4: a new frame answers the blocked WAITREAD with 0.
-      c.waiting = false;
-      protocol::append_reply(c.out, 0);
+    // The payload stays valid during dispatch: consume() moves no bytes;
+    // only the next read (prepare) may.
+    c.in.consume(used);
+    if (c.waiting != Connection::Wait::kNone) {
+      // docs/protocol.md §4.4: a new frame answers the blocked receive with 0.
+      const std::size_t at = protocol::begin_frame(c.out, 0);
+      if (c.wait_has_id) {
+        protocol::put_u32(c.out, c.wait_id.network_id);
+        protocol::put_u32(c.out, c.wait_id.serial_num);
+      }
+      protocol::end_frame(c.out, at);
+      c.waiting = Connection::Wait::kNone;
     }
     dispatch(c, f.word, f.payload);
   }
@@ -554,7 +601,101 @@ void Daemon::dispatch(Connection& c, std::uint32_t op_word, std::string_view pay
         reply_err(r.error());
       } else if (*r == 0 && op == Op::kWaitRead) {
         out.resize(at);  // answered when a message arrives (apply_effects)
-        c.waiting = true;
+        c.waiting = Connection::Wait::kNext;
+        c.wait_has_id = false;
+      } else {
+        protocol::set_frame_word(out, at, *r);
+        protocol::end_frame(out, at);
+      }
+      break;
+    }
+    case Op::kRequest:
+    case Op::kSendWait: {
+      // SENDMSG, then block: REQUEST for this request's answer, SENDWAIT for
+      // the next message (docs/protocol.md §4.5).
+      if (!bus.can_read(k)) {  // it could never receive: send nothing
+        reply_id(Errc::ebadf, MessageId{});
+        break;
+      }
+      auto w = bus.write(k, payload);
+      if (!w.ok()) {
+        reply_id(w.error(), MessageId{});
+        break;
+      }
+      const auto s = bus.send(k);
+      if (s.error != Errc::ok) {
+        reply_id(s.error, s.id);
+        break;
+      }
+      const bool is_request = payload.size() >= 52 &&
+                              (protocol::get_u32(payload.data() + 48) & flag::kWantAReply);
+      if (op == Op::kRequest && !is_request) {
+        reply_id(Errc::ok, s.id);  // nothing to wait for
+        break;
+      }
+      c.waiting = op == Op::kRequest ? Connection::Wait::kAnswer : Connection::Wait::kNext;
+      c.wait_has_id = true;
+      c.wait_id = s.id;
+      break;  // apply_effects below answers it at once if it can
+    }
+    case Op::kSendBatch: {
+      // A sequence of (u32 length, entire message); stops at the first
+      // failure. Validate the framing before sending anything.
+      protocol::PayloadReader scan(payload);
+      std::uint32_t count = 0;
+      while (!scan.done()) {
+        scan.name();
+        if (!scan.ok()) break;
+        ++count;
+      }
+      if (!scan.ok()) {
+        reply_err(Errc::efault);
+        break;
+      }
+      const std::size_t at = protocol::begin_frame(out, 0);
+      protocol::put_u32(out, 0);
+      Errc err = Errc::ok;
+      std::uint32_t attempted = 0;
+      protocol::PayloadReader items(payload);
+      for (std::uint32_t i = 0; i < count && err == Errc::ok; ++i) {
+        const std::string_view m = items.name();
+        ++attempted;
+        auto w = bus.write(k, m);
+        MessageId id;
+        if (!w.ok()) {
+          err = w.error();
+        } else {
+          const auto s = bus.send(k);
+          err = s.error;
+          id = s.id;
+        }
+        protocol::put_u32(out, id.network_id);
+        protocol::put_u32(out, id.serial_num);
+      }
+      std::memcpy(out.data() + at + 8, &attempted, 4);
+      protocol::set_frame_word(out, at, static_cast<std::uint32_t>(-to_errno(err)));
+      protocol::end_frame(out, at);
+      break;
+    }
+    case Op::kReadBatch: {
+      const std::uint32_t max_count = in.u32();
+      const std::uint32_t max_bytes = in.u32();
+      const std::uint32_t wait = in.u32();
+      if (!in.done() || max_count == 0) {
+        reply_err(Errc::efault);
+        break;
+      }
+      const std::size_t at = protocol::begin_frame(out, 0);
+      auto r = bus.next_read_batch(k, max_count, max_bytes, out);
+      if (!r.ok()) {
+        out.resize(at);
+        reply_err(r.error());
+      } else if (*r == 0 && wait) {
+        out.resize(at);
+        c.waiting = Connection::Wait::kBatch;
+        c.wait_has_id = false;
+        c.wait_max_count = max_count;
+        c.wait_max_bytes = max_bytes;
       } else {
         protocol::set_frame_word(out, at, *r);
         protocol::end_frame(out, at);
@@ -577,6 +718,8 @@ void Daemon::dispatch(Connection& c, std::uint32_t op_word, std::string_view pay
       reply_err(Errc::enotty);
       break;
   }
+  // A receive that blocked in this very operation may be answerable at once.
+  if (c.waiting != Connection::Wait::kNone) complete_wait(c, bus);
   apply_effects(be);
 }
 
@@ -594,6 +737,18 @@ void Daemon::hello(Connection& c, std::string_view payload) {
   else if (mode == 0 || (mode & ~(protocol::kModeRead | protocol::kModeWrite)) != 0 ||
            (header_len != kHeaderLen64 && header_len != kHeaderLen32))
     err = Errc::einval;
+  // docs/reliability.md §4: Ksocks per user (counted at connect) and per bus.
+  if (err == Errc::ok && c.refuse != Errc::ok) {
+    err = c.refuse;
+    log_client(c, "uid " + std::to_string(c.uid) + " already has " +
+                      std::to_string(cfg_.max_ksocks_per_user) +
+                      " Ksocks (--max-ksocks-per-user): refused");
+  } else if (err == Errc::ok && cfg_.limits.max_ksocks != 0 &&
+             buses_[c.bus].bus->ksock_count() >= cfg_.limits.max_ksocks) {
+    err = Errc::enfile;
+    log_client(c, "bus already has " + std::to_string(cfg_.limits.max_ksocks) +
+                      " Ksocks (--max-ksocks-per-bus): refused");
+  }
   int pair[2] = {-1, -1};
   if (err == Errc::ok &&
       ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) {
@@ -645,6 +800,42 @@ void Daemon::hello(Connection& c, std::string_view payload) {
   }
 }
 
+// Answers c's blocked receive if its message is there; true if answered.
+bool Daemon::complete_wait(Connection& c, core::Bus& bus) {
+  using Wait = Connection::Wait;
+  if (c.waiting == Wait::kNone) return false;
+  if (c.waiting != Wait::kAnswer && !bus.readable(c.ksock)) return false;
+  const std::size_t at = protocol::begin_frame(c.out, 1);
+  if (c.wait_has_id) {
+    protocol::put_u32(c.out, c.wait_id.network_id);
+    protocol::put_u32(c.out, c.wait_id.serial_num);
+  }
+  Result<std::uint32_t> r = 0u;
+  switch (c.waiting) {
+    case Wait::kNext:
+      r = bus.next_read(c.ksock, c.out);
+      break;
+    case Wait::kAnswer: {
+      auto got = bus.take_answer(c.ksock, c.wait_id, c.out);
+      r = got.ok() ? Result<std::uint32_t>(*got ? 1u : 0u) : Result<std::uint32_t>(got.error());
+      break;
+    }
+    case Wait::kBatch:
+      r = bus.next_read_batch(c.ksock, c.wait_max_count, c.wait_max_bytes, c.out);
+      break;
+    case Wait::kNone:
+      break;
+  }
+  if (!r.ok() || *r == 0) {
+    c.out.resize(at);
+    return false;
+  }
+  protocol::set_frame_word(c.out, at, *r);
+  protocol::end_frame(c.out, at);
+  c.waiting = Wait::kNone;
+  return true;
+}
+
 // Carries out the core's effects: poll fds and blocked receives.
 void Daemon::apply_effects(BusEntry& b) {
   for (int guard = 0; guard < 1000000; ++guard) {
@@ -654,14 +845,7 @@ void Daemon::apply_effects(BusEntry& b) {
       auto it = b.by_ksock.find(k);
       if (it == b.by_ksock.end()) continue;
       Connection& c = *it->second;
-      if (c.waiting && b.bus->readable(k)) {
-        const std::size_t at = protocol::begin_frame(c.out, 0);
-        auto r = b.bus->next_read(k, c.out);
-        protocol::set_frame_word(c.out, at, r.ok() ? *r : 0);
-        protocol::end_frame(c.out, at);
-        c.waiting = false;
-        flush(c);
-      }
+      if (c.waiting != Connection::Wait::kNone && complete_wait(c, *b.bus)) flush(c);
       update_poll_fd(c, *b.bus);
     }
   }
@@ -709,6 +893,7 @@ void Daemon::flush(Connection& c) {
       return;
     }
     c.out_off += static_cast<std::size_t>(n);
+    if (c.reading_paused && n > 0) paused_since_[c.id] = now_ms();  // it reads: not stalled
   }
   if (c.out_off == c.out.size()) {
     c.out.clear();
@@ -720,6 +905,7 @@ void Daemon::flush(Connection& c) {
   const bool was_paused = c.reading_paused;
   if (c.reading_paused && c.out.size() - c.out_off <= cfg_.output_high_water / 2) {
     c.reading_paused = false;
+    paused_since_.erase(c.id);
     backlog_.push_back(c.id);  // frames may already be buffered
   }
   const bool want_out = c.out_off < c.out.size();
@@ -738,6 +924,12 @@ void Daemon::close_connection(Connection& c, const char* why) {
   if (c.closed) return;
   if (why) log_client(c, std::string(why) + ": disconnecting");
   c.closed = true;
+  paused_since_.erase(c.id);
+  if (c.counted) {
+    auto it = per_user_.find(c.uid);
+    if (it != per_user_.end() && --it->second == 0) per_user_.erase(it);
+    c.counted = false;
+  }
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
   ::close(c.fd);
   c.fd = -1;
@@ -763,6 +955,48 @@ std::string Daemon::report(bool stats) const {
       b.bus->append_bindings_report(text);
   }
   return text;
+}
+
+// docs/reliability.md §4: a client whose replies have piled up past
+// output_high_water is not read from (D9); if it then reads none of them
+// for stall_timeout_ms it is cut off, so that it cannot hold its buffers
+// (and its Ksock's place on the bus) for ever.
+int Daemon::check_stalled() {
+  if (paused_since_.empty() || cfg_.stall_timeout_ms == 0) return -1;
+  const std::int64_t now = now_ms();
+  std::int64_t next = -1;
+  std::vector<std::uint64_t> stalled;
+  for (const auto& [id, since] : paused_since_) {
+    const std::int64_t due = since + cfg_.stall_timeout_ms;
+    if (due <= now)
+      stalled.push_back(id);
+    else if (next < 0 || due - now < next)
+      next = due - now;
+  }
+  for (std::uint64_t id : stalled) {
+    auto it = conns_.find(id);
+    if (it == conns_.end() || it->second->closed) {
+      paused_since_.erase(id);
+      continue;
+    }
+    close_connection(*it->second, ("read none of its " +
+                                   std::to_string(it->second->out.size() - it->second->out_off) +
+                                   " bytes of replies for " +
+                                   std::to_string(cfg_.stall_timeout_ms) + " ms")
+                                      .c_str());
+  }
+  return static_cast<int>(next);
+}
+
+// SIGUSR1: one line saying what the daemon holds (docs/reliability.md §1).
+void Daemon::log_status() const {
+  std::size_t ksocks = 0, conns = 0;
+  for (const BusEntry& b : buses_) ksocks += b.by_ksock.size();
+  for (const auto& [id, c] : conns_) conns += c->closed ? 0 : 1;
+  const ProcessInfo p = process_info();
+  log_line("status: %zu connections, %zu ksocks, %zu buses, %llu fds, rss %llu kB, heap %llu bytes",
+           conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
+           static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes));
 }
 
 }  // namespace kbus::daemon

@@ -11,10 +11,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/bus.hpp"
+#include "daemon/access.hpp"
 #include "protocol/frames.hpp"
 
 namespace kbus::daemon {
@@ -26,6 +28,15 @@ struct Config {
   std::uint32_t max_frame_len = protocol::kMaxFrameLen;
   std::size_t output_high_water = 1u << 20;  // stop reading a client above this
   bool log_ops = false;
+  // docs/reliability.md §4 (0 = no limit): Ksocks (connections) per user
+  // over all buses; how long a client over output_high_water may go without
+  // reading any of its replies before it is cut off.
+  std::uint32_t max_ksocks_per_user = 8192;
+  std::uint32_t stall_timeout_ms = 30000;
+  // docs/reliability.md §5: the bus sockets' owner, group and mode, and the
+  // user to become once they exist.
+  SocketAccess socket_access;
+  std::optional<UserIds> run_as;
 };
 
 // The socket directory for a daemon or client: $KBUS_DIR, else /run/kbus for
@@ -62,6 +73,7 @@ class Daemon {
   void dispatch(Connection& c, std::uint32_t op, std::string_view payload);
   void hello(Connection& c, std::string_view payload);
   void apply_effects(BusEntry& b);
+  bool complete_wait(Connection& c, core::Bus& bus);
   void update_poll_fd(Connection& c, core::Bus& bus);
   void flush(Connection& c);
   void update_epoll(Connection& c);
@@ -77,6 +89,13 @@ class Daemon {
   std::uint64_t next_conn_id_ = 1;
   std::map<std::uint64_t, std::unique_ptr<Connection>> conns_;
   std::vector<std::uint64_t> backlog_;  // connections with unprocessed input
+  // docs/reliability.md §4: connections per peer uid, and the connections
+  // whose reading is paused (checked against stall_timeout_ms).
+  std::map<std::uint32_t, std::uint32_t> per_user_;
+  std::map<std::uint64_t, std::int64_t> paused_since_;  // conn id -> ms
+  int reserve_fd_ = -1;  // given up to accept (and drop) when out of fds
+  int check_stalled();  // cuts off stalled clients; ms to the next check, -1: none
+  void log_status() const;
 };
 
 }  // namespace kbus::daemon

@@ -1,6 +1,7 @@
 // kbusd: the KBUS daemon. Serves buses 0..N-1 at DIR/kbus0 ... in the
 // foreground until SIGTERM or SIGINT.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 
 #include "daemon/daemon.hpp"
@@ -10,7 +11,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "kbusd - the KBUS message bus daemon.\n"
       "Serves buses 0..N-1 as Unix sockets DIR/kbus0 ... DIR/kbus<N-1> in the foreground,\n"
-      "until SIGTERM or SIGINT, then removes its sockets."};
+      "until SIGTERM or SIGINT, then removes its sockets. SIGUSR1 logs one status line\n"
+      "(connections, Ksocks, file descriptors, memory). Limits and access: docs/reliability.md."};
   app.set_version_flag("--version", std::string("kbusd ") + KBUS_VERSION);
   app.add_option("-n,--devices", cfg.devices, "number of buses to create at start-up (1..256)")
       ->default_val(1)
@@ -25,13 +27,91 @@ int main(int argc, char** argv) {
                  "absolute maximum message size (upper bound for MAXMSGSIZE)")
       ->default_val(cfg.limits.abs_max_msg_size);
   app.add_flag("-v,--verbose", cfg.log_ops, "log every operation to stderr");
+
+  // Access (docs/reliability.md §5).
+  std::string mode = "0666", owner, group, user;
+  app.add_option("--mode", mode, "permission bits of the bus sockets (octal): who may open a bus")
+      ->default_val(mode)
+      ->group("Access");
+  app.add_option("--owner", owner, "owner of the bus sockets (user name or uid)")->group("Access");
+  app.add_option("--group", group, "group of the bus sockets (group name or gid)")->group("Access");
+  app.add_option("--user", user,
+                 "once the sockets exist, drop root and run as this user (it gets the socket "
+                 "directory; sockets made later by NEWDEVICE are owned by it)")
+      ->group("Access");
+
+  // Resource limits (docs/reliability.md §4); 0 means no limit.
+  app.add_option("--max-ksocks-per-bus", cfg.limits.max_ksocks,
+                 "Ksocks open at once on one bus; more are refused with ENFILE (0: no limit)")
+      ->default_val(cfg.limits.max_ksocks)
+      ->group("Limits");
+  app.add_option("--max-ksocks-per-user", cfg.max_ksocks_per_user,
+                 "Ksocks (connections) open at once by one uid, all buses together; more are "
+                 "refused with EMFILE (0: no limit)")
+      ->default_val(cfg.max_ksocks_per_user)
+      ->group("Limits");
+  app.add_option("--max-queued-bytes", cfg.limits.max_queued_bytes,
+                 "bytes of messages queued for one Ksock at which it counts as full, whatever "
+                 "its MAXMSGS (0: no limit)")
+      ->default_val(cfg.limits.max_queued_bytes)
+      ->group("Limits");
+  app.add_option("--max-output-buffer", cfg.output_high_water,
+                 "bytes of replies a client has not read at which kbusd stops reading its "
+                 "requests")
+      ->default_val(cfg.output_high_water)
+      ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
+      ->group("Limits");
+  app.add_option("--stall-timeout-ms", cfg.stall_timeout_ms,
+                 "a client over --max-output-buffer that reads none of its replies for this "
+                 "long is disconnected (with a log line; 0: never)")
+      ->default_val(cfg.stall_timeout_ms)
+      ->group("Limits");
+  app.add_option("--max-frame-size", cfg.max_frame_len,
+                 "longest request frame accepted; a longer one disconnects the client (with a "
+                 "log line)")
+      ->default_val(cfg.max_frame_len)
+      ->check(CLI::Range(1024u, 64u << 20))
+      ->group("Limits");
   CLI11_PARSE(app, argc, argv);
+
+  const auto bits = kbus::daemon::parse_mode(mode);
+  if (!bits) {
+    std::fprintf(stderr, "kbusd: --mode must be octal permission bits, such as 0660\n");
+    return 2;
+  }
+  cfg.socket_access.mode = *bits;
+  if (!owner.empty()) {
+    const auto u = kbus::daemon::lookup_user(owner);
+    if (!u) {
+      std::fprintf(stderr, "kbusd: --owner: no such user: %s\n", owner.c_str());
+      return 2;
+    }
+    cfg.socket_access.owner = u->uid;
+  }
+  if (!group.empty()) {
+    const auto g = kbus::daemon::lookup_group(group);
+    if (!g) {
+      std::fprintf(stderr, "kbusd: --group: no such group: %s\n", group.c_str());
+      return 2;
+    }
+    cfg.socket_access.group = *g;
+  }
+  if (!user.empty()) {
+    cfg.run_as = kbus::daemon::lookup_user(user);
+    if (!cfg.run_as) {
+      std::fprintf(stderr, "kbusd: --user: no such user: %s\n", user.c_str());
+      return 2;
+    }
+  }
   if (cfg.limits.max_msg_size < 100 || cfg.limits.max_msg_size > cfg.limits.abs_max_msg_size) {
     std::fprintf(stderr, "kbusd: --max-msg-size must be between 100 and --abs-max-msg-size\n");
     return 2;
   }
-  if (cfg.limits.abs_max_msg_size > 900 * 1024) {
-    std::fprintf(stderr, "kbusd: --abs-max-msg-size must be at most %u\n", 900 * 1024);
+  // A SENDMSG frame carries a whole message: the biggest must fit a frame.
+  const std::uint32_t max_abs = std::min<std::uint32_t>(900 * 1024, cfg.max_frame_len - 1024);
+  if (cfg.limits.abs_max_msg_size > max_abs) {
+    std::fprintf(stderr, "kbusd: --abs-max-msg-size must be at most %u (--max-frame-size - 1024)\n",
+                 max_abs);
     return 2;
   }
   kbus::daemon::Daemon d(cfg);

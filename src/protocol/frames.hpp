@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -40,6 +41,10 @@ enum class Op : std::uint32_t {
   kWaitRead = 69,
   kBindings = 70,
   kStats = 71,
+  kRequest = 72,
+  kSendWait = 73,
+  kSendBatch = 74,
+  kReadBatch = 75,
 };
 
 // HELLO mode bits.
@@ -77,6 +82,48 @@ enum class Parse { kIncomplete, kOk, kBadLength };
 // Looks for one whole frame at the start of buf. On kOk fills f and consumed.
 Parse parse_frame(std::string_view buf, Frame& f, std::size_t& consumed,
                   std::uint32_t max_len = kMaxFrameLen);
+
+// A receive buffer that never zero-fills: recv() writes into prepare(n),
+// commit(n) makes the bytes readable, consume(n) drops read bytes. Unread
+// bytes stay where they are until the next prepare() needs the room.
+class InputBuffer {
+ public:
+  char* prepare(std::size_t n) {
+    if (cap_ - end_ >= n) return buf_.get() + end_;
+    if (begin_ > 0) {  // compact first
+      std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+      if (cap_ - end_ >= n) return buf_.get() + end_;
+    }
+    std::size_t cap = cap_ ? cap_ : 4096;
+    while (cap - end_ < n) cap *= 2;
+    std::unique_ptr<char[]> nb(new char[cap]);
+    if (end_) std::memcpy(nb.get(), buf_.get(), end_);
+    buf_ = std::move(nb);
+    cap_ = cap;
+    return buf_.get() + end_;
+  }
+  void commit(std::size_t n) { end_ += n; }
+  std::string_view data() const { return {buf_.get() + begin_, end_ - begin_}; }
+  std::size_t size() const { return end_ - begin_; }
+  bool empty() const { return end_ == begin_; }
+  void consume(std::size_t n) {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+  // Frees the memory if it grew large and is now empty.
+  void shrink_if_idle(std::size_t keep) {
+    if (empty() && cap_ > keep) {
+      buf_.reset();
+      cap_ = 0;
+    }
+  }
+
+ private:
+  std::unique_ptr<char[]> buf_;
+  std::size_t cap_ = 0, begin_ = 0, end_ = 0;
+};
 
 // Reads the fields of a payload in order; any shortfall sets !ok().
 class PayloadReader {

@@ -124,12 +124,14 @@ TEST_F(SendTest, ReplyErrors) {
   bad.hdr.to = 999;
   EXPECT_EQ(err(r.try_send_msg(bad)), Errc::eaddrnotavail);
 
-  // Any Ksock may send the Reply (§14-10); a second Reply is refused.
-  EXPECT_TRUE(other.try_send_msg(make_reply(req, "by other").value()).ok());
+  // Only the Ksock that holds the Request may reply (docs/decisions.md
+  // D10, tightening §14-10); a second Reply is refused.
+  EXPECT_EQ(err(other.try_send_msg(make_reply(req, "by other").value())), Errc::econnrefused);
+  EXPECT_TRUE(r.try_send_msg(make_reply(req, "by r").value()).ok());
   EXPECT_EQ(err(r.try_send_msg(make_reply(req).value())), Errc::econnrefused);
   Message got = next(s);
   EXPECT_EQ(got.hdr.in_reply_to, id);
-  EXPECT_EQ(got.data, "by other");
+  EXPECT_EQ(got.data, "by r");
   EXPECT_EQ(r.num_unreplied_to(), 0u);
 
   // The requester has gone: EADDRNOTAVAIL.
