@@ -44,14 +44,17 @@ for t in "${targets[@]}"; do
   work="$build/corpus/$t"
   mkdir -p "$work"
   log="$build/$t.log"
+  parallel=""  # -jobs=N makes libFuzzer run N workers, logging to ./fuzz-<i>.log
+  [ "$jobs" -gt 1 ] && parallel="-jobs=$jobs -workers=$jobs"
   set +e
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 -jobs="$jobs" -workers="$jobs" \
+    "$build/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 $parallel \
     -max_len=4096 -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$build/artifacts/$t-" \
     "$work" "fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
   set -e
-  if [ "$jobs" -gt 1 ]; then cat fuzz-*.log >>"$log" 2>/dev/null || true; rm -f fuzz-*.log; fi
+  cat fuzz-[0-9]*.log >>"$log" 2>/dev/null || true
+  rm -f fuzz-[0-9]*.log
   execs=$(grep -h "stat::number_of_executed_units" "$log" | awk '{s += $2} END {print s + 0}')
   cov=$(grep -ho "cov: [0-9]*" "$log" | tail -1 | awk '{print $2}')
   corpus=$(ls "$work" | wc -l)
