@@ -58,6 +58,11 @@ def grouped_barh(ax, labels, modes, values, extra=None, unit=''):
     ax.grid(axis='x', which='both', alpha=0.3)
 
 
+def legend_below(fig, ax):
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc='lower center', ncol=len(labels), fontsize=9)
+
+
 def fmt(v):
     if v >= 1e6:
         return '%.2fM' % (v / 1e6)
@@ -99,9 +104,9 @@ def main():
         ax.set_title('request/reply round trip, %d B: p50 (bars), p99 (|)' % payload,
                      fontsize=10)
         ax.set_xlabel('microseconds (log scale; lower is better)')
-    axes[0].legend(fontsize=8, loc='lower right')
+    legend_below(fig, axes[0])
     fig.suptitle('kbus and the buses users would otherwise pick - ' + sub, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(os.path.join(args.out, 'rtt.png'), dpi=110)
     plt.close(fig)
 
@@ -119,9 +124,9 @@ def main():
         ax.set_title('announcements, 64 B, 1 sender -> %d listener%s' %
                      (listeners, '' if listeners == 1 else 's'), fontsize=10)
         ax.set_xlabel('messages/s per listener (log scale; higher is better)')
-    axes[0].legend(fontsize=8, loc='lower right')
+    legend_below(fig, axes[0])
     fig.suptitle('kbus and the buses users would otherwise pick - ' + sub, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(os.path.join(args.out, 'throughput.png'), dpi=110)
     plt.close(fig)
     print('wrote %s and %s' % (os.path.join(args.out, 'rtt.png'),

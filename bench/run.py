@@ -333,12 +333,6 @@ class Jobs:
         self.jobs.append((mode, None, None, (placeholder, why), False))
 
 
-def median(v):
-    v = sorted(v)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
-
-
 def failed(x):
     return x['note'].startswith(('not available', 'failed'))
 

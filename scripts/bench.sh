@@ -5,7 +5,8 @@
 # to CPU 0. Prints one table (also written to bench/results/latest.txt, all
 # figures to bench/results/latest.json) and draws the plots.
 #
-#   scripts/bench.sh            full run (about 10-15 minutes on 2 cores);
+#   scripts/bench.sh            full run (5-10 minutes on 2 cores, up to 6 more
+#                               while other work keeps the machine busy);
 #                               plots go to docs/benchmarks/*.png
 #   scripts/bench.sh --quick    a minute or two; plots go to bench/results/
 #   scripts/bench.sh [--quick] --only kbus,zmq --modes default
@@ -22,7 +23,7 @@ partial=0   # a quick or partial run never replaces the plots of docs/
 args=()
 for a in "$@"; do
   case "$a" in
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) partial=1; args+=("$a") ;;
   esac
 done
