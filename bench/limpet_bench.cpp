@@ -27,26 +27,15 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "kbus/ksock.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Rtt {
-  double p50_us = 0, p99_us = 0, mean_us = 0;
-};
-
-Rtt summarise(std::vector<double> ns) {
-  std::sort(ns.begin(), ns.end());
-  Rtt s;
-  s.p50_us = ns[ns.size() / 2] / 1000.0;
-  s.p99_us = ns[std::min(ns.size() - 1, ns.size() * 99 / 100)] / 1000.0;
-  double sum = 0;
-  for (double v : ns) sum += v;
-  s.mean_us = sum / static_cast<double>(ns.size()) / 1000.0;
-  return s;
-}
+using Rtt = bench::Summary;  // p50_us, p99_us, mean_us
+using bench::summarise;
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "kbus_bench_limpet: %s\n", what.c_str());

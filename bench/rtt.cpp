@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "kbus/ksock.hpp"
 
 namespace {
@@ -28,20 +29,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 volatile std::uint32_t benchmark_sink = 0;
 
-struct Stats {
-  double p50_us = 0, p99_us = 0, mean_us = 0;
-};
-
-Stats summarise(std::vector<double> ns) {
-  std::sort(ns.begin(), ns.end());
-  Stats s;
-  s.p50_us = ns[ns.size() / 2] / 1000.0;
-  s.p99_us = ns[std::min(ns.size() - 1, ns.size() * 99 / 100)] / 1000.0;
-  double sum = 0;
-  for (double v : ns) sum += v;
-  s.mean_us = sum / static_cast<double>(ns.size()) / 1000.0;
-  return s;
-}
+using Stats = bench::Summary;
+using bench::summarise;
 
 void pin_if(bool pin) {
   if (!pin) return;
@@ -51,24 +40,8 @@ void pin_if(bool pin) {
   sched_setaffinity(0, sizeof set, &set);
 }
 
-bool read_full(int fd, char* p, std::size_t n) {
-  while (n) {
-    ssize_t r = ::read(fd, p, n);
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
-bool write_full(int fd, const char* p, std::size_t n) {
-  while (n) {
-    ssize_t r = ::write(fd, p, n);
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
+using bench::read_full;
+using bench::write_full;
 
 // The floor: client <-> relay <-> echo server over AF_UNIX stream sockets.
 Stats raw_relay(int iterations, std::size_t payload, bool pin) {

@@ -61,11 +61,16 @@ bool Bus::full_for_reply(const Ksock& k) const {
   return k.queue.size() + k.outstanding.size() > k.max_msgs || bytes_full(k);
 }
 
-void Bus::touch(KsockId k) { touched_.insert(k); }
+void Bus::touch(KsockId k) { touched_.push_back(k); }
 
 std::vector<KsockId> Bus::take_touched() {
-  std::vector<KsockId> v(touched_.begin(), touched_.end());
-  touched_.clear();
+  // A plain vector (no node allocation per touch); sorted, duplicates and
+  // Ksocks closed since dropped here.
+  std::vector<KsockId> v;
+  v.swap(touched_);
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  std::erase_if(v, [&](KsockId k) { return ksocks_.count(k) == 0; });
   return v;
 }
 
@@ -140,7 +145,6 @@ void Bus::close(KsockId id) {
   }
   // §7.2-7: the id ceases to exist.
   ksocks_.erase(id);
-  touched_.erase(id);
   after_op();
 }
 

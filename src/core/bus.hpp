@@ -243,7 +243,7 @@ class Bus {
   bool lost_mode_ = false;
   std::set<KsockId> pending_senders_;
   std::map<std::pair<MessageId, KsockId>, KsockId> owed_index_;  // (request, requester) -> holder
-  std::set<KsockId> touched_;
+  std::vector<KsockId> touched_;  // may hold duplicates; see take_touched()
 };
 
 }  // namespace kbus::core
