@@ -473,7 +473,8 @@ std::vector<Row> memory(long pid, long want_ksocks, long messages) {
     for (auto& k : ls) keep.push_back(std::move(k));
     keep.push_back(std::move(s.k));
   }
-  // Idle Ksocks. Each costs the client 2 fds (connection, poll fd); what it
+  // Idle Ksocks. Each costs the client 1 fd (its connection: the poll fd is
+  // only fetched when asked for, docs/protocol.md §3.1); what it
   // costs the daemon is measured on 100 Ksocks first, then as many are
   // opened as both sides' RLIMIT_NOFILE allow, up to want_ksocks.
   const long own = raise_nofile(2 * want_ksocks + 256);

@@ -74,9 +74,12 @@ for h in (88, 72):
 add('replier_bind_event_data', "ReplierBindEvent data: bind, binder 3, '$.Fred' (spec 3.6)",
     struct.pack('<III', 1, 3, 6) + b'$.Fred\0\0')
 
-add('frame_hello', 'HELLO version 1, mode rw (3), H=88', req(64, struct.pack('<III', 1, 3, 88)))
-add('frame_hello_reply', 'HELLO reply: ksock id 1, bus 0 (the poll fd travels as SCM_RIGHTS)',
+add('frame_hello', 'HELLO version 1, mode rw (3) + poll fd on request (4), H=88',
+    req(64, struct.pack('<III', 1, 7, 88)))
+add('frame_hello_reply', 'HELLO reply: ksock id 1, bus 0 (no poll fd: mode bit 4 was set)',
     rep(0, struct.pack('<II', 1, 0)))
+add('frame_pollfd', 'POLLFD', req(76))
+add('frame_pollfd_reply', 'POLLFD reply (the poll fd travels as SCM_RIGHTS on these bytes)', rep(0))
 add('frame_bind_replier', "BIND as replier to '$.Fred'", req(2, struct.pack('<II', 1, 6) + b'$.Fred'))
 add('frame_unbind_listener', "UNBIND listener '$.Fred.*'", req(3, struct.pack('<II', 0, 8) + b'$.Fred.*'))
 add('frame_replier_query', "REPLIER '$.Fred'", req(5, struct.pack('<I', 6) + b'$.Fred'))

@@ -51,10 +51,12 @@ _OP_STATS = 71
 _OP_REQUEST = 72
 _OP_SENDBATCH = 74
 _OP_READBATCH = 75
+_OP_POLLFD = 76
 
 PROTOCOL_VERSION = 1
 _MODE_READ = 1
 _MODE_WRITE = 2
+_MODE_LAZY_POLLFD = 4  # the poll fd comes with POLLFD, when first needed
 _MAX_FRAME_LEN = 1 << 20          # of a request frame, after its length
 _MAX_PAYLOAD = _MAX_FRAME_LEN - 4  # of a request frame
 _NO_POINTERS = bytes(2 * _PTR_SIZE)
@@ -273,8 +275,15 @@ class Ksock(object):
                 # kbusd behind it (ECONNREFUSED) is reported the same way.
                 raise OSError(errno.ENOENT, os.strerror(errno.ENOENT),
                               self.name) from None
-            sock.sendall(_hello_frame(bits))
-            self._id, self._bus, self._pollfd = self._hello_reply(sock)
+            sock.sendall(_hello_frame(bits | _MODE_LAZY_POLLFD))
+            status, payload, fds = self._reply_with_fds(sock)
+            for fd in fds:
+                os.close(fd)    # none is expected
+            if status < 0:
+                raise _error(status)
+            if len(payload) != 8:
+                raise OSError(errno.EPROTO, 'HELLO reply of the wrong size')
+            self._id, self._bus = _TWO_U32.unpack_from(payload)
         except BaseException:
             sock.close()
             raise
@@ -285,8 +294,10 @@ class Ksock(object):
         self.mode = mode_name
 
     @staticmethod
-    def _hello_reply(sock):
-        """Reads the HELLO reply: (ksock id, bus number, poll fd)."""
+    def _reply_with_fds(sock):
+        """Reads one reply frame with recvmsg(), for the replies that may
+        carry descriptors (HELLO, POLLFD): (status, payload, fds). Only
+        called when no other reply is buffered."""
         buf = b''
         fds = []
         need = 8
@@ -312,20 +323,11 @@ class Ksock(object):
                                       'bad HELLO reply length %d' % length)
                     need = 4 + length
             status = struct.unpack_from('=i', buf, 4)[0]
-            if status < 0:
-                raise _error(status)
-            if len(buf) < 16:
-                raise OSError(errno.EPROTO, 'HELLO reply too short')
-            if not fds:
-                raise OSError(errno.EPROTO, 'HELLO reply carried no poll fd')
-            ksock_id, bus = _TWO_U32.unpack_from(buf, 8)
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
-        for fd in fds[1:]:
-            os.close(fd)
-        return ksock_id, bus, fds[0]
+        return status, bytes(buf[8:]), fds
 
     # -- the connection
 
@@ -825,8 +827,24 @@ class Ksock(object):
     def fileno(self):
         """The descriptor to give to select/poll: readable when a message is
         waiting, writable when a message can be written and sent."""
-        if self._pollfd < 0:
+        if self._sock is _CLOSED:
             raise ValueError('I/O operation on closed Ksock')
+        if self._pollfd < 0:
+            # Asked for on first use (POLLFD), so that a Ksock nobody
+            # polls costs kbusd one descriptor instead of three.
+            if self._rpos != self._rend:
+                raise OSError(errno.EPROTO, 'unexpected bytes from kbusd')
+            self._sock.sendall(_frame(_OP_POLLFD))
+            status, payload, fds = self._reply_with_fds(self._sock)
+            if status < 0:
+                for fd in fds:
+                    os.close(fd)
+                raise _error(status)
+            if len(fds) != 1 or payload:
+                for fd in fds:
+                    os.close(fd)
+                raise OSError(errno.EPROTO, 'POLLFD reply carried no poll fd')
+            self._pollfd = fds[0]
         return self._pollfd
 
     # -- extras

@@ -63,11 +63,55 @@ def test_hello(kbusd):
     s.close()
 
 
+def test_lazy_hello_then_pollfd(kbusd):
+    """docs/protocol.md §3-§3.1: with mode bit 4 the HELLO reply carries no
+    descriptor; POLLFD hands it over on its reply's bytes, also when frames
+    before and after it are pipelined."""
+    s = connect(kbusd)
+    status, payload, fds = hello(s, mode=7)
+    assert (status, fds) == (0, [])
+    assert struct.unpack('=II', payload) == (1, 0)
+    s.sendall(kk._frame(kk._OP_POLLFD, b'x'))          # takes nothing
+    assert read_reply(s) == (-errno.EFAULT, b'', [])
+    s.sendall(kk._frame(kk._OP_BIND, struct.pack('=II', 0, 6) + b'$.Fred') +
+              kk._frame(kk._OP_POLLFD) + kk._frame(kk._OP_KSOCKID))
+    assert read_reply(s) == (0, b'', [])
+    status, payload, fds = read_reply(s)
+    assert (status, payload, len(fds)) == (0, b'', 1)
+    assert read_reply(s) == (0, struct.pack('=I', 1), [])
+    poll = socket.socket(fileno=fds[0])
+    r, w, _ = select.select([poll], [poll], [], 0)
+    assert (r, w) == ([], [poll])
+    with Ksock(0) as sender:
+        sender.send_msg(Message('$.Fred'))
+    r, w, _ = select.select([poll], [], [], 5)
+    assert r == [poll]                                  # the queue is non-empty
+    # Asking again hands over the same poll fd once more.
+    s.sendall(kk._frame(kk._OP_POLLFD))
+    status, payload, fds = read_reply(s)
+    assert (status, len(fds)) == (0, 1)
+    again = socket.socket(fileno=fds[0])
+    assert select.select([again], [], [], 5)[0] == [again]
+    again.close()
+    poll.close()
+    s.close()
+
+
+def test_fileno_is_fetched_on_first_use(kbusd):
+    with Ksock(0) as k:
+        fd = k.fileno()
+        assert fd >= 0 and k.fileno() == fd
+        assert select.select([k], [k], [], 0) == ([], [k], [])
+    with pytest.raises(ValueError):
+        k.fileno()
+
+
 @pytest.mark.parametrize('args,err', [
     (dict(version=2), errno.EPROTO),
     (dict(mode=0), errno.EINVAL),
     (dict(mode=4), errno.EINVAL),
-    (dict(mode=7), errno.EINVAL),
+    (dict(mode=8), errno.EINVAL),
+    (dict(mode=11), errno.EINVAL),
     (dict(header_len=80), errno.EINVAL),
 ])
 def test_hello_errors(kbusd, args, err):

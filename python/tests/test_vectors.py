@@ -143,7 +143,8 @@ def test_replier_bind_event_data():
 
 
 def test_request_frame_encoders():
-    assert kk._hello_frame(3, 88) == V['frame_hello']
+    assert kk._hello_frame(3 | kk._MODE_LAZY_POLLFD, 88) == V['frame_hello']
+    assert kk._frame(kk._OP_POLLFD) == V['frame_pollfd']
     assert kk._bind_frame(kk._OP_BIND, 1, b'$.Fred') == V['frame_bind_replier']
     assert kk._bind_frame(kk._OP_UNBIND, 0, b'$.Fred.*') == V['frame_unbind_listener']
     assert kk._replier_frame(b'$.Fred') == V['frame_replier_query']
@@ -208,7 +209,7 @@ class FakeDaemon(object):
                     elif req != expected:
                         self.errors.append('request %d: got %s, expected %s'
                                            % (i, req.hex(), expected.hex()))
-                    if i == 0:
+                    if req == V['frame_pollfd']:
                         socket.send_fds(conn, [reply],
                                         [self.pollpair[1].fileno()])
                     else:
@@ -257,6 +258,7 @@ def test_ksock_speaks_the_vectors(monkeypatch):
     monkeypatch.setenv('KBUS_DIR', d)
     script = [
         (V['frame_hello'], V['frame_hello_reply']),
+        (V['frame_pollfd'], V['frame_pollfd_reply']),
         (V['frame_bind_replier'], _rep(0)),
         (V['frame_unbind_listener'], _rep(0)),
         (V['frame_replier_query'], V['frame_replier_reply']),
@@ -331,7 +333,7 @@ def test_hello_failure_raises_and_closes(monkeypatch):
         Ksock(0, 'r')
     assert e.value.errno == errno.EPROTO
     t.join(10)
-    assert result == [struct.pack('=IIIII', 16, 64, 1, 1, H)]
+    assert result == [struct.pack('=IIIII', 16, 64, 1, 1 | 4, H)]   # 'r', lazy poll fd
     listener.close()
     os.unlink(path)
     os.rmdir(d)

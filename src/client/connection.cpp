@@ -3,8 +3,8 @@
 // Model: a blocking Unix stream socket carrying request frames out and reply
 // frames in. Each request goes out in one send() call (looping only if the
 // kernel accepts part of it); replies are read into rbuf_ and handed out one
-// frame at a time. The HELLO reply carries the poll fd as SCM_RIGHTS, so
-// reads use recvmsg() until that descriptor has arrived. EINTR is retried
+// frame at a time. The POLLFD reply carries the poll fd as SCM_RIGHTS, so
+// reads use recvmsg() while that descriptor is on its way. EINTR is retried
 // everywhere; the daemon hanging up is reported as ECONNRESET (EOF or
 // ECONNRESET from recv) or EPIPE (from send), never as a signal.
 #include "client/connection.hpp"
@@ -96,7 +96,7 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, st
   std::string hello;
   std::string payload;
   protocol::put_u32(payload, protocol::kVersion);
-  protocol::put_u32(payload, mode);
+  protocol::put_u32(payload, mode | protocol::kModeLazyPollFd);
   protocol::put_u32(payload, header_len);
   protocol::append_request(hello, Op::kHello, payload);
   auto r = c->call_frame(hello);
@@ -105,8 +105,19 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, st
   protocol::PayloadReader pr(r->payload);
   c->ksock_id_ = pr.u32();
   c->bus_ = pr.u32();
-  if (!pr.done() || c->poll_fd_ < 0) return Errc::eproto;
+  if (!pr.done()) return Errc::eproto;
   return c;
+}
+
+Result<int> Connection::try_poll_fd() noexcept {
+  if (poll_fd_ >= 0) return poll_fd_;
+  expect_fd_ = true;
+  auto r = call(Op::kPollFd);
+  expect_fd_ = false;
+  if (!r) return r.error();
+  if (r->status < 0) return static_cast<Errc>(-r->status);
+  if (poll_fd_ < 0) return fail(Errc::eproto);  // a success reply must carry it
+  return poll_fd_;
 }
 
 Result<void> Connection::send_frame(std::string_view frame) {
@@ -127,8 +138,8 @@ Result<void> Connection::fill() {
   constexpr std::size_t kChunk = 64 * 1024;
   char* const into = rbuf_.prepare(kChunk);
   ssize_t n;
-  if (poll_fd_ < 0) {
-    // Until HELLO's reply has brought the poll fd, look for SCM_RIGHTS.
+  if (expect_fd_) {
+    // The POLLFD reply brings the poll fd: look for SCM_RIGHTS.
     iovec iov{into, kChunk};
     alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
     msghdr mh{};

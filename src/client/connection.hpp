@@ -1,7 +1,8 @@
 // client/connection.hpp - one client connection to kbusd (docs/protocol.md).
 //
-// A Connection owns the stream socket to DIR/kbusN and the poll fd received
-// with the HELLO reply. It sends whole request frames (one send() each, with
+// A Connection owns the stream socket to DIR/kbusN and the Ksock's poll fd,
+// which it asks the daemon for (POLLFD) the first time it is needed, so that
+// a Ksock nobody polls costs the daemon one descriptor, not three. It sends whole request frames (one send() each, with
 // MSG_NOSIGNAL so a vanished daemon is an error, not SIGPIPE) and reads reply
 // frames through a buffer, one at a time, in order.
 //
@@ -41,7 +42,13 @@ class Connection {
   std::uint32_t mode() const noexcept { return mode_; }
   std::uint32_t header_len() const noexcept { return header_len_; }
   const std::string& path() const noexcept { return path_; }
-  int poll_fd() const noexcept { return poll_fd_; }
+  // The poll fd (docs/protocol.md §3.1), fetched on first use: the error if
+  // the daemon could not make one (EMFILE) or the connection broke.
+  Result<int> try_poll_fd() noexcept;
+  int poll_fd() noexcept {
+    auto r = try_poll_fd();
+    return r ? *r : -1;
+  }
 
   // Sends a request and reads its reply.
   Result<ReplyFrame> call(protocol::Op op, std::string_view payload = {});
@@ -65,6 +72,7 @@ class Connection {
 
   int sock_ = -1;
   int poll_fd_ = -1;
+  bool expect_fd_ = false;  // a reply carrying the poll fd is on its way
   std::uint32_t ksock_id_ = 0;
   std::uint32_t bus_ = 0;
   std::uint32_t mode_ = 0;

@@ -180,6 +180,8 @@ Result<unsigned> Ksock::try_wait(unsigned what, std::optional<Timeout> timeout) 
   if (what & ready::kReadable) events |= POLLIN;
   if (what & ready::kWritable) events |= POLLOUT;
   if (events == 0) return Errc::einval;
+  auto fd = conn_->try_poll_fd();
+  if (!fd) return fd.error();
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + timeout.value_or(Timeout{0});
   for (;;) {
@@ -188,7 +190,7 @@ Result<unsigned> Ksock::try_wait(unsigned what, std::optional<Timeout> timeout) 
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       ms = left.count() < 0 ? 0 : static_cast<int>(left.count());
     }
-    pollfd p{conn_->poll_fd(), events, 0};
+    pollfd p{*fd, events, 0};
     int rc = ::poll(&p, 1, ms);
     if (rc < 0) {
       if (errno == EINTR) continue;

@@ -114,6 +114,9 @@ struct Daemon::Connection {
   protocol::InputBuffer in;
   std::string out;
   std::size_t out_off = 0;
+  // Offsets in `out` of replies that carry the poll fd (POLLFD, HELLO):
+  // flush() sends each such reply with SCM_RIGHTS on its first bytes.
+  std::vector<std::size_t> fd_at;
 };
 
 Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {}
@@ -272,12 +275,8 @@ int Daemon::run() {
       if (it != conns_.end() && !it->second->closed) process_input(*it->second);
     }
     // Free closed connections at the end of the turn.
-    for (auto it = conns_.begin(); it != conns_.end();) {
-      if (it->second->closed)
-        it = conns_.erase(it);
-      else
-        ++it;
-    }
+    for (std::uint64_t id : closed_) conns_.erase(id);
+    closed_.clear();
   }
 }
 
@@ -366,6 +365,7 @@ void Daemon::process_input(Connection& c) {
     if (c.peer_gone) {
       c.out.clear();  // nobody will read the replies
       c.out_off = 0;
+      c.fd_at.clear();
     } else if (c.out.size() - c.out_off > cfg_.output_high_water) {
       // The client is not reading its replies: stop reading it until it does.
       c.reading_paused = true;
@@ -711,6 +711,16 @@ void Daemon::dispatch(Connection& c, std::uint32_t op_word, std::string_view pay
         protocol::end_frame(out, at);
       }
       break;
+    case Op::kPollFd:
+      if (no_args()) {
+        if (!make_poll_fd(c, bus)) {
+          reply_err(Errc::emfile);
+        } else {
+          c.fd_at.push_back(out.size());  // flush() attaches the fd here
+          reply(0);
+        }
+      }
+      break;
     case Op::kHello:
       reply_err(Errc::einval);  // only once, first
       break;
@@ -734,7 +744,9 @@ void Daemon::hello(Connection& c, std::string_view payload) {
     err = Errc::efault;
   else if (version != protocol::kVersion)
     err = Errc::eproto;
-  else if (mode == 0 || (mode & ~(protocol::kModeRead | protocol::kModeWrite)) != 0 ||
+  else if ((mode & (protocol::kModeRead | protocol::kModeWrite)) == 0 ||
+           (mode & ~(protocol::kModeRead | protocol::kModeWrite | protocol::kModeLazyPollFd)) !=
+               0 ||
            (header_len != kHeaderLen64 && header_len != kHeaderLen32))
     err = Errc::einval;
   // docs/reliability.md §4: Ksocks per user (counted at connect) and per bus.
@@ -749,11 +761,17 @@ void Daemon::hello(Connection& c, std::string_view payload) {
     log_client(c, "bus already has " + std::to_string(cfg_.limits.max_ksocks) +
                       " Ksocks (--max-ksocks-per-bus): refused");
   }
-  int pair[2] = {-1, -1};
-  if (err == Errc::ok &&
-      ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) {
-    log_client(c, std::string("socketpair: ") + std::strerror(errno));
-    err = Errc::enomem;
+  BusEntry& be = buses_[c.bus];
+  if (err == Errc::ok) {
+    core::OpenOptions opts;
+    opts.can_read = (mode & protocol::kModeRead) != 0;
+    opts.can_write = (mode & protocol::kModeWrite) != 0;
+    opts.header_len = header_len;
+    opts.pid = c.pid;
+    c.ksock = be.bus->open(opts);
+    be.by_ksock[c.ksock] = &c;
+    // Without kModeLazyPollFd the reply carries the poll fd (protocol §3).
+    if (!(mode & protocol::kModeLazyPollFd) && !make_poll_fd(c, *be.bus)) err = Errc::emfile;
   }
   if (err != Errc::ok) {
     protocol::append_reply(out, -to_errno(err));
@@ -761,43 +779,31 @@ void Daemon::hello(Connection& c, std::string_view payload) {
     close_connection(c, nullptr);
     return;
   }
+  if (c.poll_a >= 0) c.fd_at.push_back(c.out.size());
+  const std::size_t at = protocol::begin_frame(c.out, 0);
+  protocol::put_u32(c.out, c.ksock);
+  protocol::put_u32(c.out, c.bus);
+  protocol::end_frame(c.out, at);
+  flush(c);
+}
+
+// Creates the Ksock's poll fd (docs/protocol.md §3.1): a socket pair whose
+// end poll_a the client gets; false (logged) if out of descriptors.
+bool Daemon::make_poll_fd(Connection& c, core::Bus& bus) {
+  if (c.poll_a >= 0) return true;
+  int pair[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) {
+    log_client(c, std::string("cannot make its poll fd: socketpair: ") + std::strerror(errno));
+    return false;
+  }
   const int one = 1;
   ::setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);  // minimum: easy to fill
-  BusEntry& be = buses_[c.bus];
-  core::OpenOptions opts;
-  opts.can_read = (mode & protocol::kModeRead) != 0;
-  opts.can_write = (mode & protocol::kModeWrite) != 0;
-  opts.header_len = header_len;
-  opts.pid = c.pid;
-  c.ksock = be.bus->open(opts);
   c.poll_a = pair[0];
   c.poll_b = pair[1];
-  be.by_ksock[c.ksock] = &c;
-  update_poll_fd(c, *be.bus);
-
-  const std::size_t at = protocol::begin_frame(out, 0);
-  protocol::put_u32(out, c.ksock);
-  protocol::put_u32(out, c.bus);
-  protocol::end_frame(out, at);
-  // The reply carries the poll fd; it is the first thing ever written to
-  // this connection, so it goes out at once, with the fd on its bytes.
-  iovec iov{out.data(), out.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cm), &c.poll_a, sizeof(int));
-  const ssize_t n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (n != static_cast<ssize_t>(out.size())) {
-    log_client(c, "cannot send HELLO reply: disconnecting");
-    close_connection(c, nullptr);
-  }
+  c.signalled_readable = false;
+  c.blocked_writable = false;
+  update_poll_fd(c, bus);
+  return true;
 }
 
 // Answers c's blocked receive if its message is there; true if answered.
@@ -884,8 +890,37 @@ void Daemon::update_poll_fd(Connection& c, core::Bus& bus) {
 void Daemon::flush(Connection& c) {
   if (c.peer_gone) return;
   while (c.out_off < c.out.size()) {
-    const ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    // Bytes up to the next reply that carries the poll fd go by send(); that
+    // reply goes by sendmsg() with the fd on its first bytes.
+    std::size_t end = c.out.size();
+    bool with_fd = false;
+    if (!c.fd_at.empty()) {
+      if (c.fd_at.front() == c.out_off) {
+        with_fd = true;
+        if (c.fd_at.size() > 1) end = c.fd_at[1];
+      } else {
+        end = c.fd_at.front();
+      }
+    }
+    ssize_t n;
+    if (with_fd) {
+      iovec iov{c.out.data() + c.out_off, end - c.out_off};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(cm), &c.poll_a, sizeof(int));
+      n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) c.fd_at.erase(c.fd_at.begin());  // the fd went with these bytes
+    } else {
+      n = ::send(c.fd, c.out.data() + c.out_off, end - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) break;
@@ -900,6 +935,7 @@ void Daemon::flush(Connection& c) {
     c.out_off = 0;
   } else if (c.out_off > (1u << 20)) {
     c.out.erase(0, c.out_off);
+    for (std::size_t& at : c.fd_at) at -= c.out_off;
     c.out_off = 0;
   }
   const bool was_paused = c.reading_paused;
@@ -924,6 +960,7 @@ void Daemon::close_connection(Connection& c, const char* why) {
   if (c.closed) return;
   if (why) log_client(c, std::string(why) + ": disconnecting");
   c.closed = true;
+  closed_.push_back(c.id);
   paused_since_.erase(c.id);
   if (c.counted) {
     auto it = per_user_.find(c.uid);
@@ -938,6 +975,7 @@ void Daemon::close_connection(Connection& c, const char* why) {
   c.poll_a = c.poll_b = -1;
   c.out.clear();
   c.out_off = 0;
+  c.fd_at.clear();
   if (c.ksock != 0) {
     BusEntry& be = buses_[c.bus];
     be.by_ksock.erase(c.ksock);

@@ -72,6 +72,7 @@ class Daemon {
   void process_input(Connection& c);
   void dispatch(Connection& c, std::uint32_t op, std::string_view payload);
   void hello(Connection& c, std::string_view payload);
+  bool make_poll_fd(Connection& c, core::Bus& bus);
   void apply_effects(BusEntry& b);
   bool complete_wait(Connection& c, core::Bus& bus);
   void update_poll_fd(Connection& c, core::Bus& bus);
@@ -89,6 +90,7 @@ class Daemon {
   std::uint64_t next_conn_id_ = 1;
   std::map<std::uint64_t, std::unique_ptr<Connection>> conns_;
   std::vector<std::uint64_t> backlog_;  // connections with unprocessed input
+  std::vector<std::uint64_t> closed_;   // connections to free at the end of the turn
   // docs/reliability.md §4: connections per peer uid, and the connections
   // whose reading is paused (checked against stall_timeout_ms).
   std::map<std::uint32_t, std::uint32_t> per_user_;

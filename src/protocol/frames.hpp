@@ -45,11 +45,15 @@ enum class Op : std::uint32_t {
   kSendWait = 73,
   kSendBatch = 74,
   kReadBatch = 75,
+  kPollFd = 76,
 };
 
 // HELLO mode bits.
 constexpr std::uint32_t kModeRead = 1;
 constexpr std::uint32_t kModeWrite = 2;
+// No poll fd with the HELLO reply: the client asks for it with POLLFD when
+// it first needs it, so an idle Ksock costs the daemon one descriptor.
+constexpr std::uint32_t kModeLazyPollFd = 4;
 
 inline void put_u32(std::string& out, std::uint32_t v) {
   char b[4];

@@ -62,7 +62,7 @@ class BadInputTest : public KbusTest {
 
 TEST_F(BadInputTest, UnknownOperationIsENOTTYAndTheConnectionStaysUsable) {
   auto c = raw();
-  for (std::uint32_t op : {0u, 19u, 63u, 76u, 999u, 0xFFFFFFFFu}) {
+  for (std::uint32_t op : {0u, 19u, 63u, 77u, 999u, 0xFFFFFFFFu}) {
     ASSERT_TRUE(c->send_frame(op, "junk"));
     auto r = c->read_reply();
     ASSERT_TRUE(r) << op;
@@ -159,7 +159,7 @@ TEST_F(BadInputTest, BadHellos) {
     EXPECT_EQ(r->status, -EPROTO);
     EXPECT_TRUE(c.wait_closed());
   }
-  for (std::uint32_t mode : {0u, 4u, 7u, 0x103u}) {
+  for (std::uint32_t mode : {0u, 4u, 8u, 11u, 0x103u}) {
     RawClient c(bus0());
     auto r = c.hello(1, mode, kNativeHeaderLen);
     ASSERT_TRUE(r) << mode;

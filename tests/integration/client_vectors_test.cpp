@@ -164,7 +164,8 @@ TEST(ClientVectorsTest, RequestsAreTheVectorBytesAndRepliesAreReadAsSpecified) {
   ASSERT_GE(v.size(), 30u);
   FakeDaemon fake;
   fake.run({
-      rd(), wr(v["frame_hello_reply"], true),    // HELLO
+      rd(), wr(v["frame_hello_reply"]),          // HELLO
+      rd(), wr(v["frame_pollfd_reply"], true),   // POLLFD (fileno)
       rd(), wr(reply(0)),                        // BIND replier $.Fred
       rd(), wr(reply(0)),                        // UNBIND $.Fred.*
       rd(), wr(v["frame_replier_reply"]),        // REPLIER $.Fred
@@ -214,8 +215,10 @@ TEST(ClientVectorsTest, RequestsAreTheVectorBytesAndRepliesAreReadAsSpecified) {
   }
 
   auto got = fake.received();
-  ASSERT_EQ(got.size(), 20u);
+  ASSERT_EQ(got.size(), 21u);
   EXPECT_EQ(got[0], v["frame_hello"]);
+  EXPECT_EQ(got[1], v["frame_pollfd"]);
+  got.erase(got.begin() + 1);
   EXPECT_EQ(got[1], v["frame_bind_replier"]);
   EXPECT_EQ(got[2], v["frame_unbind_listener"]);
   EXPECT_EQ(got[3], v["frame_replier_query"]);
@@ -246,17 +249,37 @@ TEST(ClientVectorsTest, RequestsAreTheVectorBytesAndRepliesAreReadAsSpecified) {
 TEST(ClientVectorsTest, ADaemonThatHangsUpMidReplyIsECONNRESET) {
   auto v = load_vectors();
   FakeDaemon fake;
-  fake.run({rd(), wr(v["frame_hello_reply"], true), rd(), wr(reply(0, u32(7)).substr(0, 6)), hangup()});
+  fake.run({rd(), wr(v["frame_hello_reply"]), rd(), wr(reply(0, u32(7)).substr(0, 6)), hangup()});
   Ksock k = Ksock::open(0, Mode::read_write, fake.dir());
   EXPECT_EQ(k.try_num_messages().error(), Errc::econnreset);
   EXPECT_EQ(k.try_num_messages().error(), Errc::econnreset);
 }
 
-TEST(ClientVectorsTest, AHelloWithoutAPollFdIsEPROTO) {
+// docs/protocol.md §3.1: a successful POLLFD reply must carry the descriptor.
+TEST(ClientVectorsTest, APollFdReplyWithoutADescriptorIsEPROTO) {
   auto v = load_vectors();
   FakeDaemon fake;
-  fake.run({rd(), wr(v["frame_hello_reply"], false)});
-  EXPECT_EQ(Ksock::try_open(0, Mode::read_write, fake.dir()).error(), Errc::eproto);
+  fake.run({rd(), wr(v["frame_hello_reply"]), rd(), wr(v["frame_pollfd_reply"], false)});
+  Ksock k = Ksock::open(0, Mode::read_write, fake.dir());
+  EXPECT_EQ(k.try_wait(ready::kReadable, 10ms).error(), Errc::eproto);
+  EXPECT_EQ(k.fileno(), -1);
+}
+
+// The descriptor is asked for once, on first use, and then kept.
+TEST(ClientVectorsTest, ThePollFdIsAskedForOnceOnFirstUse) {
+  auto v = load_vectors();
+  FakeDaemon fake;
+  fake.run({rd(), wr(v["frame_hello_reply"]), rd(), wr(v["frame_pollfd_reply"], true)});
+  {
+    Ksock k = Ksock::open(0, Mode::read_write, fake.dir());
+    const int fd = k.fileno();
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(k.fileno(), fd);
+    EXPECT_EQ(k.try_wait(ready::kReadable, 1ms).value(), 0u);
+  }
+  auto got = fake.received();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1], v["frame_pollfd"]);
 }
 
 }  // namespace

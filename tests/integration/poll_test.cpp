@@ -147,7 +147,9 @@ TEST(DaemonGoneTest, OperationsFailWithConnectionErrorsNotSignals) {
 
   TestDaemon d(1);
   Ksock k = d.open(0);
+  Ksock never_polled = d.open(0);
   k.bind("$.Fred");
+  ASSERT_GE(k.fileno(), 0);
   d.stop();
   auto r = k.try_ksock_id();
   ASSERT_FALSE(r.ok());
@@ -158,6 +160,11 @@ TEST(DaemonGoneTest, OperationsFailWithConnectionErrorsNotSignals) {
   EXPECT_THROW(k.wait_for_msg(), Error);
   // The poll fd reports the hang-up.
   EXPECT_EQ(err(k.try_wait(ready::kReadable, 1s)), Errc::econnreset);
+  // A Ksock that never asked for its poll fd cannot get one now.
+  auto w = never_polled.try_wait(ready::kReadable, 1s);
+  ASSERT_FALSE(w.ok());
+  EXPECT_TRUE(w.error() == Errc::econnreset || w.error() == Errc::epipe) << errc_name(w.error());
+  EXPECT_EQ(never_polled.fileno(), -1);
 }
 
 TEST(DaemonGoneTest, ABlockedWaitForMsgReturnsWhenTheDaemonDies) {
