@@ -135,6 +135,15 @@ Result<void> Connection::send_frame(std::string_view frame) {
 }
 
 Result<void> Connection::fill() {
+  for (;;) {
+    auto r = fill_once(0, false);
+    if (!r) return r.error();
+    if (*r) return {};
+    // EAGAIN: the SO_RCVTIMEO of an earlier wait_reply() ran out; block on.
+  }
+}
+
+Result<bool> Connection::fill_once(int flags, bool timed) {
   constexpr std::size_t kChunk = 64 * 1024;
   char* const into = rbuf_.prepare(kChunk);
   ssize_t n;
@@ -148,7 +157,7 @@ Result<void> Connection::fill() {
     mh.msg_control = cbuf;
     mh.msg_controllen = sizeof(cbuf);
     do {
-      n = ::recvmsg(sock_, &mh, MSG_CMSG_CLOEXEC);
+      n = ::recvmsg(sock_, &mh, MSG_CMSG_CLOEXEC | flags);
     } while (n < 0 && errno == EINTR);
     if (n > 0) {
       for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
@@ -167,15 +176,17 @@ Result<void> Connection::fill() {
     }
   } else {
     do {
-      n = ::recv(sock_, into, kChunk, 0);
-    } while (n < 0 && errno == EINTR);
+      n = ::recv(sock_, into, kChunk, flags);
+    } while (n < 0 && errno == EINTR && !timed);
   }
+  if (n < 0 && errno == EINTR) return false;  // timed: the caller recomputes its timeout
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
   if (n <= 0) {
     if (n == 0) return fail(Errc::econnreset);
     return fail(errc_from_errno(errno) == Errc::enoent ? Errc::econnreset : errc_from_errno(errno));
   }
   rbuf_.commit(static_cast<std::size_t>(n));
-  return {};
+  return true;
 }
 
 Result<ReplyFrame> Connection::read_reply() {
@@ -203,13 +214,24 @@ Result<ReplyFrame> Connection::read_reply() {
 Result<bool> Connection::wait_reply(int timeout_ms) {
   if (broken_ != Errc::ok) return broken_;
   if (!rbuf_.empty()) return true;
-  pollfd p{sock_, POLLIN, 0};
-  int rc = ::poll(&p, 1, timeout_ms);
-  if (rc < 0) {
-    if (errno == EINTR) return false;  // the caller recomputes its timeout
-    return fail(errc_from_errno(errno));
+  if (timeout_ms < 0) {
+    auto r = fill();
+    if (!r) return r.error();
+    return true;
   }
-  return rc > 0;
+  // One recv() bounded by SO_RCVTIMEO instead of poll() + recv(): a system
+  // call less per timed wait. The option is set only when the timeout
+  // changes; fill() treats its expiry as a reason to block on.
+  int flags = 0;
+  if (timeout_ms == 0) {
+    flags = MSG_DONTWAIT;
+  } else if (timeout_ms != rcvtimeo_ms_) {
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    if (::setsockopt(sock_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+      return fail(errc_from_errno(errno));
+    rcvtimeo_ms_ = timeout_ms;
+  }
+  return fill_once(flags, true);
 }
 
 Result<ReplyFrame> Connection::call_frame(std::string_view frame) {

@@ -67,12 +67,16 @@ class Connection {
 
  private:
   Connection() = default;
-  Result<void> fill();  // one recv into the buffer
+  Result<void> fill();  // at least one byte into the buffer (blocking)
+  // One recv into the buffer with `flags`: false if it would block, its
+  // SO_RCVTIMEO ran out, or (if `timed`) a signal interrupted it.
+  Result<bool> fill_once(int flags, bool timed);
   Errc fail(Errc e) noexcept;
 
   int sock_ = -1;
   int poll_fd_ = -1;
   bool expect_fd_ = false;  // a reply carrying the poll fd is on its way
+  int rcvtimeo_ms_ = 0;     // the socket's SO_RCVTIMEO (0: none)
   std::uint32_t ksock_id_ = 0;
   std::uint32_t bus_ = 0;
   std::uint32_t mode_ = 0;

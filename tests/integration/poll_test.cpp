@@ -129,6 +129,31 @@ TEST_F(PollTest, WaitForMsgGetsAMessageSentByAnotherProcess) {
   EXPECT_EQ(sender.wait(), 0);
 }
 
+// A timed wait leaves the connection's receive timeout set (the client sets
+// it only when it changes); a later wait without timeout must outlast it.
+TEST_F(PollTest, AWaitWithoutTimeoutOutlastsAnEarlierTimedWait) {
+  Ksock l = open(0);
+  l.bind("$.Fred");
+  EXPECT_EQ(l.wait_for_msg(20ms), std::nullopt);
+  std::string dir = daemon_.dir();
+  Actor sender([dir](Channel& ch) {
+    Ksock s = Ksock::open(0, Mode::read_write, dir);
+    if (ch.hear() != "go") return 1;
+    std::this_thread::sleep_for(150ms);  // several times the earlier timeout
+    s.send_msg(make_announcement("$.Fred", "late"));
+    return 0;
+  });
+  sender.tell("go");
+  auto start = std::chrono::steady_clock::now();
+  auto m = l.wait_for_msg();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->data, "late");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
+  // And a timed wait after that one still times out.
+  EXPECT_EQ(l.wait_for_msg(30ms), std::nullopt);
+  EXPECT_EQ(sender.wait(), 0);
+}
+
 TEST_F(PollTest, WaitForMsgWithoutTimeoutReturnsAQueuedMessageAtOnce) {
   Ksock l = open(0);
   Ksock s = open(0);
