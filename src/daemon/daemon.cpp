@@ -268,12 +268,12 @@ int Daemon::run() {
       }
     }
     // Connections with whole frames still buffered get their next turn.
-    std::vector<std::uint64_t> backlog;
-    backlog.swap(backlog_);
-    for (std::uint64_t id : backlog) {
+    backlog_turn_.swap(backlog_);  // both keep their capacity: no allocation per turn
+    for (std::uint64_t id : backlog_turn_) {
       auto it = conns_.find(id);
       if (it != conns_.end() && !it->second->closed) process_input(*it->second);
     }
+    backlog_turn_.clear();
     // Free closed connections at the end of the turn.
     for (std::uint64_t id : closed_) conns_.erase(id);
     closed_.clear();

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,7 +64,7 @@ class Daemon {
     std::unique_ptr<core::Bus> bus;
     int listen_fd = -1;
     std::string path;
-    std::map<core::KsockId, Connection*> by_ksock;
+    std::unordered_map<core::KsockId, Connection*> by_ksock;
   };
 
   bool add_bus();
@@ -88,8 +89,9 @@ class Daemon {
   int lock_fd_ = -1;
   std::vector<BusEntry> buses_;
   std::uint64_t next_conn_id_ = 1;
-  std::map<std::uint64_t, std::unique_ptr<Connection>> conns_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
   std::vector<std::uint64_t> backlog_;  // connections with unprocessed input
+  std::vector<std::uint64_t> backlog_turn_;  // the backlog_ being worked through
   std::vector<std::uint64_t> closed_;   // connections to free at the end of the turn
   // docs/reliability.md §4: connections per peer uid, and the connections
   // whose reading is paused (checked against stall_timeout_ms).
