@@ -102,7 +102,7 @@ void BindingTable::matching_listeners(std::string_view msg_name,
     if (it == m.end()) return;
     for (std::uint64_t s : it->second) out.push_back(find(s));
   };
-  add_all(listen_exact_, msg_name);
+  if (!listen_exact_.empty()) add_all(listen_exact_, msg_name);  // skips hashing the name
   const std::size_t last_dot = msg_name.rfind('.');
   if (last_dot != std::string_view::npos && last_dot >= 1 && last_dot + 1 < msg_name.size()) {
     if (!listen_percent_.empty()) add_all(listen_percent_, msg_name.substr(0, last_dot + 1));

@@ -1,5 +1,13 @@
 // The bus core: KBUS-SPEC.md §1-§9 in one single-threaded state machine.
 // Section numbers in comments refer to KBUS-SPEC.md.
+//
+// Cost: kbusd calls this for every frame, so steady traffic allocates only
+// the one MessageBody of each message sent (WriteParser writes the name and
+// data straight into it; every queue shares it). Queues are ring buffers,
+// the outstanding-request sets and the owed index reuse their nodes
+// (NodePool), and per-call scratch vectors are members. A request/reply
+// round trip makes two allocations, an announcement one
+// (bench/core_send.cpp counts them).
 #include "core/bus.hpp"
 
 #include <algorithm>
@@ -61,16 +69,29 @@ bool Bus::full_for_reply(const Ksock& k) const {
   return k.queue.size() + k.outstanding.size() > k.max_msgs || bytes_full(k);
 }
 
-void Bus::touch(KsockId k) { touched_.push_back(k); }
+void Bus::touch(KsockId k) {
+  if (touched_.empty() || touched_.back() != k) touched_.push_back(k);
+}
+
+void Bus::take_touched(std::vector<KsockId>& out) {
+  // A plain vector (no node allocation per touch); sorted, duplicates and
+  // Ksocks closed since dropped here. The two vectors swap storage, so each
+  // keeps the capacity it has grown to.
+  out.clear();
+  out.swap(touched_);
+  if (out.size() > 1) {
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+  }
+  if (closed_since_take_) {
+    std::erase_if(out, [&](KsockId k) { return ksocks_.count(k) == 0; });
+    closed_since_take_ = false;
+  }
+}
 
 std::vector<KsockId> Bus::take_touched() {
-  // A plain vector (no node allocation per touch); sorted, duplicates and
-  // Ksocks closed since dropped here.
   std::vector<KsockId> v;
-  v.swap(touched_);
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-  std::erase_if(v, [&](KsockId k) { return ksocks_.count(k) == 0; });
+  take_touched(v);
   return v;
 }
 
@@ -113,7 +134,7 @@ void Bus::close(KsockId id) {
   k.pending = {};
   pending_senders_.erase(id);
   // §7.2-2: forget outstanding requests.
-  k.outstanding.clear();
+  outstanding_pool_.clear(k.outstanding);
   // §7.2-3: empty the queue; GoneAway for each Request it was to answer.
   while (!k.queue.empty()) {
     QueueEntry e = std::move(k.queue.front());
@@ -139,12 +160,13 @@ void Bus::close(KsockId id) {
   std::vector<Owed> owed = std::move(k.owed);
   k.owed.clear();
   for (auto o = owed.rbegin(); o != owed.rend(); ++o) {
-    owed_index_.erase({o->request, o->requester});
+    owed_pool_.erase(owed_index_, {o->request, o->requester});
     if (o->requester != id)
       send_status(status_name::kReplierIgnored, id, o->requester, o->request, true);
   }
   // §7.2-7: the id ceases to exist.
   ksocks_.erase(id);
+  closed_since_take_ = true;
   after_op();
 }
 
@@ -274,7 +296,6 @@ SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload
   out.hdr = k.writer.header();
   out.hdr.flags &= ~flag::kSynthetic;  // §5.2-3
   out.hdr.extra = 0;
-  auto body = std::make_shared<MessageBody>();
   if (k.writer.pointy()) {  // §5.2-4: capture name and data now
     const std::size_t n = k.writer.name_len();
     const std::size_t d = k.writer.data_len();
@@ -282,20 +303,18 @@ SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload
       k.writer.reset();
       return {Errc::efault, {}};
     }
-    body->name.assign(pointy_payload->substr(0, n));
-    body->data.assign(pointy_payload->substr(n));
-    if (!is_valid_name(body->name) || is_wildcard(body->name)) {
+    const std::string_view name = pointy_payload->substr(0, n);
+    if (!is_valid_name(name) || is_wildcard(name)) {
       k.writer.reset();
       return {Errc::ebadmsg, {}};
     }
+    out.body = MessageBody(name, pointy_payload->substr(n));
   } else {
-    body->name = std::move(k.writer.name());
-    body->data = std::move(k.writer.data());
+    out.body = k.writer.take_body();  // the writer wrote name and data into it
   }
   k.pending_part = k.writer.part();
   k.pending_pos = k.writer.part_pos();
   k.writer.reset();
-  out.body = std::move(body);
   // §5.2-5: a Request needs a reply slot in the sender's own queue.
   if ((out.hdr.flags & flag::kWantAReply) && full(k)) return {Errc::enolck, {}};
   out.hdr.from = id;  // §5.2-6, §14-25: always overwritten
@@ -326,14 +345,15 @@ SendOutcome Bus::finish_send(Ksock& k, Errc e, MessageId id) {
 // §5.2 steps 8-14. Nothing is delivered unless everything can be.
 Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
   const Header& h = out.hdr;
-  const std::string& name = out.body->name;
+  const std::string_view name = out.body.name();
   const bool is_request = (h.flags & flag::kWantAReply) != 0;
   const bool is_reply = !h.in_reply_to.is_zero();
   const bool all_or_wait = (h.flags & flag::kAllOrWait) != 0;
   const bool all_or_fail = (h.flags & flag::kAllOrFail) != 0;
   const Errc when_full = all_or_wait ? Errc::eagain : Errc::ebusy;
 
-  std::vector<const Binding*> listeners;  // step 8
+  std::vector<const Binding*>& listeners = listeners_;  // step 8
+  listeners.clear();
   bindings_.matching_listeners(name, listeners);
   const Binding* replier = is_request ? bindings_.select_replier(name) : nullptr;  // step 11
   if (is_request && !replier) return Errc::eaddrnotavail;  // step 9
@@ -367,7 +387,7 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
       sender.outstanding_size += sender.outstanding_size < 16 ? sender.outstanding_size
                                                               : sender.outstanding_size / 8;
     }
-    sender.outstanding.insert(h.id);
+    outstanding_pool_.insert(sender.outstanding, h.id);
     sender.outstanding_max =
         std::max(sender.outstanding_max, static_cast<std::uint32_t>(sender.outstanding.size()));
   }
@@ -381,8 +401,8 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
 }
 
 // §5.3.
-bool Bus::push(Ksock& k, const Header& hdr, const std::shared_ptr<const MessageBody>& body,
-               PushKind kind, std::uint64_t via) {
+bool Bus::push(Ksock& k, const Header& hdr, const MessageBody& body, PushKind kind,
+               std::uint64_t via) {
   if (kind == PushKind::kListener && k.only_once && hdr.id == k.last_pushed) return false;
   QueueEntry e{hdr, body, via};
   if (kind == PushKind::kReplier && (hdr.flags & flag::kWantAReply))
@@ -395,7 +415,7 @@ bool Bus::push(Ksock& k, const Header& hdr, const std::shared_ptr<const MessageB
     k.queue.push_back(std::move(e));
   k.last_pushed = hdr.id;
   if (kind == PushKind::kSender && !hdr.in_reply_to.is_zero()) {
-    k.outstanding.erase(hdr.in_reply_to);  // §5.3-5
+    outstanding_pool_.erase(k.outstanding, hdr.in_reply_to);  // §5.3-5
     forget_owed(hdr.in_reply_to, k.id);    // §14-10(a)
   }
   touch(k.id);
@@ -406,7 +426,7 @@ void Bus::forget_owed(MessageId request, KsockId requester) {
   auto it = owed_index_.find({request, requester});
   if (it == owed_index_.end()) return;
   auto holder = ksocks_.find(it->second);
-  owed_index_.erase(it);
+  owed_pool_.erase(owed_index_, it);
   if (holder == ksocks_.end()) return;
   auto& owed = holder->second->owed;
   auto o = std::find_if(owed.begin(), owed.end(), [&](const Owed& x) {
@@ -430,15 +450,14 @@ void Bus::send_status(std::string_view name, KsockId from, KsockId requester,
   h.to = requester;
   h.from = from;
   h.flags = flag::kSynthetic;
-  auto body = std::make_shared<MessageBody>();
-  body->name = std::string(name);
-  push(r, h, body, PushKind::kSender, 0);
+  push(r, h, MessageBody(name, {}), PushKind::kSender, 0);
 }
 
 void Bus::retry_pending_sends() {
   // §5.5-3 as the daemon's stand-in for the poll-time retry. A completed
   // retry only adds messages, so one pass in id order suffices.
-  const std::vector<KsockId> senders(pending_senders_.begin(), pending_senders_.end());
+  std::vector<KsockId>& senders = retry_senders_;  // a copy: the loop erases from the set
+  senders.assign(pending_senders_.begin(), pending_senders_.end());
   for (KsockId id : senders) {
     auto it = ksocks_.find(id);
     if (it == ksocks_.end() || !it->second->sending) continue;
@@ -469,7 +488,7 @@ std::optional<Bus::QueueEntry> Bus::pop_head(Ksock& k) {
   touch(k.id);
   if ((e.hdr.flags & flag::kWantYouToReply) && (e.hdr.flags & flag::kWantAReply)) {
     k.owed.push_back({e.hdr.id, e.hdr.from});
-    owed_index_[{e.hdr.id, e.hdr.from}] = k.id;
+    owed_pool_.assign(owed_index_, {e.hdr.id, e.hdr.from}, k.id);
     k.owed_max = std::max(k.owed_max, static_cast<std::uint32_t>(k.owed.size()));
   }
   if (k.set_aside > 0) move_one_set_aside(k);  // §8.4-5
@@ -481,7 +500,7 @@ std::uint32_t Bus::next_msg(KsockId id) {
   auto e = pop_head(k);
   if (!e) return 0;
   CurrentRead cur;
-  encode_entire(cur.image, e->hdr, e->body->name, e->body->data, k.header_len);
+  encode_entire(cur.image, e->hdr, e->body.name(), e->body.data(), k.header_len);
   const auto len = static_cast<std::uint32_t>(cur.image.size());
   k.current = std::move(cur);
   after_op();
@@ -493,7 +512,7 @@ Result<std::uint32_t> Bus::next_read(KsockId id, std::string& out) {
   if (!k.can_read) return Errc::ebadf;
   auto e = pop_head(k);
   if (!e) return 0u;
-  encode_entire(out, e->hdr, e->body->name, e->body->data, k.header_len);
+  encode_entire(out, e->hdr, e->body.name(), e->body.data(), k.header_len);
   after_op();
   return 1u;
 }
@@ -507,11 +526,11 @@ Result<std::uint32_t> Bus::next_read_batch(KsockId id, std::uint32_t max_count,
   while (n < max_count && !k.queue.empty()) {
     const QueueEntry& head = k.queue.front();
     const std::uint64_t len =
-        entire_len(k.header_len, static_cast<std::uint32_t>(head.body->name.size()),
-                   static_cast<std::uint32_t>(head.body->data.size()));
+        entire_len(k.header_len, static_cast<std::uint32_t>(head.body.name().size()),
+                   static_cast<std::uint32_t>(head.body.data().size()));
     if (n > 0 && bytes + len > max_bytes) break;
     auto e = pop_head(k);
-    encode_entire(out, e->hdr, e->body->name, e->body->data, k.header_len);
+    encode_entire(out, e->hdr, e->body.name(), e->body.data(), k.header_len);
     bytes += len;
     ++n;
   }
@@ -530,7 +549,7 @@ Result<bool> Bus::take_answer(KsockId id, MessageId request, std::string& out) {
   QueueEntry e = std::move(*it);
   k.queue.erase(it);
   touch(id);
-  encode_entire(out, e.hdr, e.body->name, e.body->data, k.header_len);
+  encode_entire(out, e.hdr, e.body.name(), e.body.data(), k.header_len);
   if (k.set_aside > 0) move_one_set_aside(k);
   after_op();
   return true;
@@ -632,12 +651,9 @@ bool Bus::can_read(KsockId id) const { return ks(id).can_read; }
 
 // ---------------------------------------------------------------- bind events
 
-std::shared_ptr<const MessageBody> Bus::bind_event_body(bool is_bind, KsockId binder,
-                                                        std::string_view name) const {
-  auto body = std::make_shared<MessageBody>();
-  body->name = std::string(status_name::kReplierBindEvent);
-  body->data = encode_replier_bind_event({is_bind, binder, std::string(name)});
-  return body;
+MessageBody Bus::bind_event_body(bool is_bind, KsockId binder, std::string_view name) const {
+  return MessageBody(status_name::kReplierBindEvent,
+                     encode_replier_bind_event({is_bind, binder, std::string(name)}));
 }
 
 // §8.2/8.3: ALL_OR_FAIL delivery of a bind event. With §14-17, a listener
@@ -701,9 +717,8 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
     Header lost;
     lost.id = next_serial();
     lost.flags = flag::kSynthetic;
-    auto body = std::make_shared<MessageBody>();
-    body->name = std::string(status_name::kUnbindEventsLost);
-    set_aside_.push_back({b->ksock, b->seq, true, lost, body});
+    set_aside_.push_back(
+        {b->ksock, b->seq, true, lost, MessageBody(status_name::kUnbindEventsLost, {})});
     ++ks(b->ksock).set_aside;
   }
 }
@@ -797,6 +812,7 @@ void Bus::check_invariants() const {
       KBUS_CHECK(e.via == 0 || std::find(k.bindings.begin(), k.bindings.end(), e.via) != k.bindings.end());
     }
     KBUS_CHECK(bytes == k.queue.bytes());
+    KBUS_CHECK(k.queue.consistent());
     for (const Owed& o : k.owed) {
       auto it = owed_index_.find({o.request, o.requester});
       KBUS_CHECK(it != owed_index_.end() && it->second == id);

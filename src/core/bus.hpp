@@ -25,6 +25,8 @@
 
 #include "core/binding_table.hpp"
 #include "core/counted_queue.hpp"
+#include "core/message_body.hpp"
+#include "core/node_pool.hpp"
 #include "core/write_parser.hpp"
 #include "kbus/errors.hpp"
 #include "kbus/message.hpp"
@@ -54,12 +56,6 @@ struct OpenOptions {
 struct SendOutcome {
   Errc error = Errc::ok;
   MessageId id;  // assigned id, or {0,0} if none was assigned
-};
-
-// The immutable, shared part of a queued message (stored once, §DESIGN 5).
-struct MessageBody {
-  std::string name;
-  std::string data;
 };
 
 class Bus {
@@ -132,7 +128,11 @@ class Bus {
 
   // Effects: the Ksocks whose queue or sending state may have changed since
   // the last call, in ascending id order. The daemon updates their poll fds
-  // and serves their blocked receives.
+  // and serves their blocked receives. The first form replaces the contents
+  // of `out`, reusing its storage: called with the same vector every time,
+  // it allocates nothing once the vector has grown. The second allocates
+  // the vector it returns.
+  void take_touched(std::vector<KsockId>& out);
   std::vector<KsockId> take_touched();
 
   // §9 reports for this bus, appended to out.
@@ -145,7 +145,7 @@ class Bus {
  private:
   struct QueueEntry {
     Header hdr;  // per-recipient copy (WANT_YOU_TO_REPLY differs)
-    std::shared_ptr<const MessageBody> body;
+    MessageBody body;
     std::uint64_t via = 0;  // binding that caused the push; 0 = none
     std::uint32_t bytes = 0;  // stamped by CountedQueue on insertion
   };
@@ -160,8 +160,12 @@ class Bus {
   // A message written and (being) sent: header + body captured at SEND.
   struct Outgoing {
     Header hdr;
-    std::shared_ptr<const MessageBody> body;
+    MessageBody body;
   };
+  // A Ksock's outstanding requests (§4.7), and the bus's index of owed
+  // replies: (request, requester) -> the Ksock that holds the request.
+  using OutstandingSet = std::set<MessageId>;
+  using OwedIndex = std::map<std::pair<MessageId, KsockId>, KsockId>;
   struct Ksock {
     KsockId id = 0;
     bool can_read = true;
@@ -179,7 +183,7 @@ class Bus {
     bool completed_pending = false;  // a pending send ended by a retry
     MessageId completed_id;          // ... with this id
     MessageId last_sent;
-    std::set<MessageId> outstanding;
+    OutstandingSet outstanding;           // changed through outstanding_pool_ only
     std::uint32_t outstanding_size = 16;  // emulated table capacity (§4.7)
     std::uint32_t outstanding_max = 0;
     std::vector<Owed> owed;  // pop order
@@ -195,7 +199,7 @@ class Bus {
     std::uint64_t via = 0;
     bool lost_marker = false;  // an UnbindEventsLost entry
     Header hdr;
-    std::shared_ptr<const MessageBody> body;
+    MessageBody body;
   };
 
   Ksock& ks(KsockId k);
@@ -206,8 +210,7 @@ class Bus {
   bool full_for_reply(const Ksock& k) const;
   void touch(KsockId k);
   // §5.3: returns false only when only-once skipped the push.
-  bool push(Ksock& k, const Header& hdr, const std::shared_ptr<const MessageBody>& body,
-            PushKind kind, std::uint64_t via);
+  bool push(Ksock& k, const Header& hdr, const MessageBody& body, PushKind kind, std::uint64_t via);
   // §5.2 steps 8-14 for an outgoing message from `sender`.
   Errc deliver(Ksock& sender, const Outgoing& out);
   SendOutcome finish_send(Ksock& k, Errc e, MessageId id);
@@ -215,8 +218,7 @@ class Bus {
   void send_status(std::string_view name, KsockId from, KsockId requester, MessageId in_reply_to,
                    bool needs_outstanding);
   void forget_owed(MessageId request, KsockId requester);
-  std::shared_ptr<const MessageBody> bind_event_body(bool is_bind, KsockId binder,
-                                                     std::string_view name) const;
+  MessageBody bind_event_body(bool is_bind, KsockId binder, std::string_view name) const;
   // §8.2/8.3: deliver an event ALL_OR_FAIL; EAGAIN if a listener is full.
   // `hdr_out`, if given, receives the event's header (its id was consumed).
   Errc send_bind_event(bool is_bind, KsockId binder, std::string_view name,
@@ -242,8 +244,16 @@ class Bus {
   std::deque<SetAsideEntry> set_aside_;
   bool lost_mode_ = false;
   std::set<KsockId> pending_senders_;
-  std::map<std::pair<MessageId, KsockId>, KsockId> owed_index_;  // (request, requester) -> holder
+  OwedIndex owed_index_;  // changed through owed_pool_ only
+  // Spare nodes, so that steady request/reply traffic allocates none.
+  static constexpr std::size_t kSpareNodes = 256;
+  NodePool<OutstandingSet> outstanding_pool_{kSpareNodes};
+  NodePool<OwedIndex> owed_pool_{kSpareNodes};
   std::vector<KsockId> touched_;  // may hold duplicates; see take_touched()
+  bool closed_since_take_ = false;  // touched_ may hold Ksocks closed since
+  // Scratch space kept for its storage (cleared, not freed, between uses).
+  std::vector<const Binding*> listeners_;  // deliver()
+  std::vector<KsockId> retry_senders_;     // retry_pending_sends()
 };
 
 }  // namespace kbus::core

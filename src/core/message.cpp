@@ -199,16 +199,20 @@ void encode_entire(std::string& out, const Header& h, std::string_view name, std
                                    h.flags,
                                    n,
                                    d};
-  out.append(reinterpret_cast<const char*>(words), sizeof words);
-  // Pointer fields (and, for H=88, alignment and tail padding) are zero.
-  out.append(header_len == kHeaderLen64 ? 20 : 8, '\0');
-  put32(out, kEndGuard);
-  if (header_len == kHeaderLen64) out.append(4, '\0');
-  out.append(name);
-  out.append(padded_name_len(n) - n, '\0');
+  // Header and name in one step: resize zero-fills, which gives the pointer
+  // fields, the alignment and tail padding of H=88 and the name padding.
+  const std::uint32_t hlen = header_len == kHeaderLen64 ? kHeaderLen64 : kHeaderLen32;
+  out.resize(start + hlen + padded_name_len(n));
+  char* p = out.data() + start;
+  std::memcpy(p, words, sizeof words);
+  std::memcpy(p + hlen - (hlen == kHeaderLen64 ? 8 : 4), &kEndGuard, 4);
+  if (n) std::memcpy(p + hlen, name.data(), n);
+  // The data is appended rather than written over zeros: it may be large.
   out.append(data);
-  out.append(padded_data_len(d) - d, '\0');
-  put32(out, kEndGuard);
+  char tail[8] = {};                          // data padding, then the end guard
+  const std::uint32_t pad = (4 - d % 4) % 4;  // padded_data_len(d) - d
+  std::memcpy(tail + pad, &kEndGuard, 4);
+  out.append(tail, pad + 4);
 }
 
 std::string encode_entire(const Message& m, std::uint32_t header_len) {

@@ -1,11 +1,19 @@
 #include "core/names.hpp"
 
+#include <array>
+
 namespace kbus::core {
 
 namespace {
-bool is_ascii_alnum(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
+// Bytes allowed in a name component (ASCII letters and digits), as a table:
+// names are checked on every message written, byte by byte.
+constexpr std::array<bool, 256> kAlnum = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c)
+    t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  return t;
+}();
+bool is_ascii_alnum(char c) noexcept { return kAlnum[static_cast<unsigned char>(c)]; }
 }  // namespace
 
 bool is_valid_name(std::string_view name) noexcept {

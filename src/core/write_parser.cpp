@@ -43,9 +43,20 @@ void WriteParser::reset() noexcept {
   hdr_ = Header{};
   name_len_ = 0;
   data_len_ = 0;
-  name_.clear();
-  data_.clear();
+  body_ = {};
   final_.clear();
+}
+
+std::string_view WriteParser::name() const noexcept {
+  if (!body_) return {};
+  const std::uint32_t n = part_ == Part::kName ? pos_ : name_len_;  // body_ exists from kName on
+  return {body_.name(), n};
+}
+
+std::string_view WriteParser::data() const noexcept {
+  if (!body_ || part_ < Part::kData) return {};
+  const std::uint32_t n = part_ == Part::kData ? pos_ : data_len_;
+  return {body_.data(), n};
 }
 
 std::uint32_t WriteParser::part_len() const noexcept {
@@ -60,8 +71,7 @@ std::uint32_t WriteParser::part_len() const noexcept {
   return 0;
 }
 
-Result<void> WriteParser::check_header(std::uint32_t max_msg_size) {
-  const char* p = hdr_bytes_.data();
+Result<void> WriteParser::check_header(const char* p, std::uint32_t max_msg_size) {
   const bool h64 = header_len_ == kHeaderLen64;
   // §4.2-4, in this order.
   if (get32(p) != kStartGuard) return Errc::einval;
@@ -101,38 +111,48 @@ Result<void> WriteParser::write(std::string_view bytes, std::uint32_t max_msg_si
       reset();
       return Errc::emsgsize;
     }
-    const std::uint32_t want = part_len() - pos_;
-    const auto take = static_cast<std::uint32_t>(std::min<std::size_t>(want, bytes.size()));
+    const std::uint32_t len = part_len();
+    const auto take = static_cast<std::uint32_t>(std::min<std::size_t>(len - pos_, bytes.size()));
     const std::string_view chunk = bytes.substr(0, take);
     bytes.remove_prefix(take);
+    // A header or end guard that comes whole in one write is read where it
+    // is; one that comes in pieces is gathered first.
+    const bool whole = pos_ == 0 && take == len;
     switch (part_) {
-      case Part::kHdr: hdr_bytes_.append(chunk); break;
-      case Part::kName: name_.append(chunk); break;
-      case Part::kData: data_.append(chunk); break;
-      case Part::kFinal: final_.append(chunk); break;
+      case Part::kHdr:
+        if (!whole) hdr_bytes_.append(chunk);
+        break;
+      case Part::kName:
+        std::memcpy(body_.name() + pos_, chunk.data(), take);
+        break;
+      case Part::kData:
+        std::memcpy(body_.data() + pos_, chunk.data(), take);
+        break;
+      case Part::kFinal:
+        if (!whole) final_.append(chunk);
+        break;
       case Part::kNpad:
       case Part::kDpad: break;  // padding content is ignored
     }
     pos_ += take;
-    if (pos_ < part_len()) continue;
+    if (pos_ < len) continue;
     // The part is complete: check it and move on.
     switch (part_) {
       case Part::kHdr:
-        if (auto r = check_header(max_msg_size); !r) {
+        if (auto r = check_header(whole ? chunk.data() : hdr_bytes_.data(), max_msg_size); !r) {
           reset();
           return r.error();
         }
         if (pointy_) {
           complete_ = true;
         } else {
-          name_.reserve(name_len_);
-          data_.reserve(data_len_);
+          body_ = MessageBodyBuilder(name_len_, data_len_);
           part_ = Part::kName;
           pos_ = 0;
         }
         break;
       case Part::kName:
-        if (!is_valid_name(name_) || is_wildcard(name_)) {  // §4.2-5
+        if (!is_valid_name(name()) || is_wildcard(name())) {  // §4.2-5
           reset();
           return Errc::ebadmsg;
         }
@@ -152,7 +172,7 @@ Result<void> WriteParser::write(std::string_view bytes, std::uint32_t max_msg_si
         pos_ = 0;
         break;
       case Part::kFinal:
-        if (get32(final_.data()) != kEndGuard) {
+        if (get32(whole ? chunk.data() : final_.data()) != kEndGuard) {
           reset();
           return Errc::einval;
         }

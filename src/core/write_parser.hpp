@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/message_body.hpp"
 #include "kbus/errors.hpp"
 #include "kbus/message.hpp"
 
@@ -32,13 +33,17 @@ class WriteParser {
   bool complete() const noexcept { return complete_; }
   bool pointy() const noexcept { return pointy_; }
   // Valid once complete(): the header fields, name_len and data_len, and for
-  // the entire form the name and data.
+  // the entire form the name and data (before that, the bytes written so far).
   const Header& header() const noexcept { return hdr_; }
   std::uint32_t name_len() const noexcept { return name_len_; }
   std::uint32_t data_len() const noexcept { return data_len_; }
   bool has_data_pointer() const noexcept { return data_ptr_nonzero_; }
-  std::string& name() noexcept { return name_; }
-  std::string& data() noexcept { return data_; }
+  std::string_view name() const noexcept;
+  std::string_view data() const noexcept;
+  // Once complete() for the entire form: hands over the body that holds the
+  // name and data (written straight into it, so they are copied only once).
+  // name() and data() are empty afterwards.
+  MessageBody take_body() noexcept { return std::move(body_).finish(); }
 
   // Forget everything: the next write starts a new message.
   void reset() noexcept;
@@ -49,7 +54,7 @@ class WriteParser {
   static const char* part_name(Part p) noexcept;
 
  private:
-  Result<void> check_header(std::uint32_t max_msg_size);
+  Result<void> check_header(const char* hdr, std::uint32_t max_msg_size);
   std::uint32_t part_len() const noexcept;
 
   std::uint32_t header_len_;
@@ -59,13 +64,12 @@ class WriteParser {
   bool data_ptr_nonzero_ = false;
   Part part_ = Part::kHdr;
   std::uint32_t pos_ = 0;  // bytes consumed within part_
-  std::string hdr_bytes_;
+  std::string hdr_bytes_;  // a header written in pieces, gathered
   Header hdr_;
   std::uint32_t name_len_ = 0;
   std::uint32_t data_len_ = 0;
-  std::string name_;
-  std::string data_;
-  std::string final_;
+  MessageBodyBuilder body_;  // the entire form's name and data, from the header on
+  std::string final_;        // an end guard written in pieces, gathered
 };
 
 }  // namespace kbus::core

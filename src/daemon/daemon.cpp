@@ -844,9 +844,12 @@ bool Daemon::complete_wait(Connection& c, core::Bus& bus) {
 
 // Carries out the core's effects: poll fds and blocked receives.
 void Daemon::apply_effects(BusEntry& b) {
+  // The list is local (flush() may close a connection, which re-enters
+  // here); it borrows the storage of the previous call's list.
+  std::vector<core::KsockId> touched = std::move(b.touched_spare);
   for (int guard = 0; guard < 1000000; ++guard) {
-    const std::vector<core::KsockId> touched = b.bus->take_touched();
-    if (touched.empty()) return;
+    b.bus->take_touched(touched);
+    if (touched.empty()) break;
     for (core::KsockId k : touched) {
       auto it = b.by_ksock.find(k);
       if (it == b.by_ksock.end()) continue;
@@ -855,6 +858,7 @@ void Daemon::apply_effects(BusEntry& b) {
       update_poll_fd(c, *b.bus);
     }
   }
+  b.touched_spare = std::move(touched);
 }
 
 // docs/protocol.md §3.1: readable iff the queue is non-empty (a byte waits

@@ -65,6 +65,7 @@ class Daemon {
     int listen_fd = -1;
     std::string path;
     std::unordered_map<core::KsockId, Connection*> by_ksock;
+    std::vector<core::KsockId> touched_spare;  // storage for apply_effects' list
   };
 
   bool add_bus();
