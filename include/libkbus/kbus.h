@@ -25,9 +25,12 @@
  *     gives -EBADF, a NULL pointer where a pointer is required gives
  *     -EFAULT (as a bad address given to the kernel did), a bad value
  *     -EINVAL.
- *   - All functions are non-blocking, except kbus_wait_for_message() and
- *     kbus_ksock_close() (which returns once kbusd has carried out the
- *     release sequence of §7.2, as close() of the device did).
+ *   - All functions are non-blocking, except kbus_wait_for_message(),
+ *     kbus_ksock_wait_for_msgs() and kbus_ksock_close() (which returns once
+ *     kbusd has carried out the release sequence of §7.2, as close() of the
+ *     device did).
+ *   - The batch calls at the end of this file are kbus extensions, not in
+ *     the original libkbus (KBUS_HAVE_BATCH_CALLS tells they are there).
  *   - The functions may be called from several threads; calls on one
  *     kbus_ksock_t are carried out one at a time.
  */
@@ -164,6 +167,66 @@ KBUS_EXPORT int kbus_ksock_write_data(kbus_ksock_t ksock, const uint8_t *data, s
 /* kbus_ksock_write_msg() then kbus_ksock_send(). */
 KBUS_EXPORT int kbus_ksock_send_msg(kbus_ksock_t ksock, const kbus_message_t *msg,
 				    kbus_msg_id_t *msg_id);
+
+/* ------------------------------------------------------------------ */
+/* Batches: kbus extensions, not in the original libkbus               */
+/* ------------------------------------------------------------------ */
+
+/* The same operations as kbus_ksock_send_msg() and
+ * kbus_ksock_read_next_msg(), applied in order, in as few round trips to
+ * kbusd as they can (docs/protocol.md §4.6, SENDBATCH and READBATCH): they
+ * change the cost, never the meaning. Code that must also build with the
+ * original libkbus can test for them with #ifdef KBUS_HAVE_BATCH_CALLS. */
+#define KBUS_HAVE_BATCH_CALLS 1
+
+/* Sends msgs[0], msgs[1] ... msgs[count - 1] in order, each exactly as
+ * kbus_ksock_send_msg() would (entire or pointy; the messages are only read,
+ * and stay the caller's), stopping at the first that fails.
+ *
+ * *attempted (if attempted is not NULL) becomes the number of messages
+ * tried, and msg_ids[i] (if msg_ids is not NULL: room for count ids) the id
+ * of each message tried, as kbus_ksock_send_msg() would give it ({0,0} if
+ * none was assigned).
+ *
+ * Returns 0 if all were sent (*attempted == count). Otherwise returns the
+ * negative errno of the one that failed, msgs[*attempted - 1] (-EFAULT if
+ * that pointer is NULL or unreadable, or an error of §5 such as -EBADMSG or
+ * -EADDRNOTAVAIL): the messages before it were sent, those after it were
+ * not tried. -EAGAIN means it is pending, as after kbus_ksock_send_msg():
+ * wait for the Ksock to be writable before sending the rest. Failures that
+ * are no message's leave *attempted at the messages tried before them:
+ * -EBADF for a bad ksock and -EFAULT for a NULL msgs (count > 0) with
+ * *attempted 0; -ECONNRESET, -EPIPE or -EPROTO when kbusd went away or broke
+ * the protocol. count 0 sends nothing and returns 0. */
+KBUS_EXPORT int kbus_ksock_send_msgs(kbus_ksock_t ksock, kbus_message_t *const msgs[],
+				     size_t count, kbus_msg_id_t *msg_ids, size_t *attempted);
+
+/* Reads up to max_count messages from the queue, as that many
+ * kbus_ksock_read_next_msg() calls would, in one round trip: fewer if the
+ * queue holds fewer, or if more would come to over 1 MiB (but always one if
+ * the queue is not empty). msgs[0] .. msgs[*got - 1] become new malloc'd
+ * entire messages, the caller's, each to be freed with kbus_msg_delete().
+ * Returns 0, with *got 0 if the queue was empty; or a negative errno:
+ * -EBADF for a bad ksock or one not open for reading, -EFAULT if got is
+ * NULL or msgs is NULL (max_count > 0). *got (if got is not NULL) is
+ * always set; after -ENOMEM the messages that could be stored are in
+ * msgs[0 .. *got - 1] and the others read are lost. max_count 0 reads
+ * nothing. */
+KBUS_EXPORT int kbus_ksock_read_msgs(kbus_ksock_t ksock, kbus_message_t *msgs[],
+				     size_t max_count, size_t *got);
+
+/* Waits until the queue is not empty, for at most timeout_ms milliseconds
+ * (negative: no limit; 0: no waiting), then reads as kbus_ksock_read_msgs():
+ * kbus_wait_for_message(ksock, KBUS_KSOCK_READABLE) with a timeout, then
+ * kbus_ksock_read_msgs(). Returns 0 with *got >= 1, or 0 with *got 0 if the
+ * time ran out; or a negative errno, as those two functions do: -EINTR if a
+ * signal interrupted the wait, -ECONNRESET if kbusd went away, -EBADF at
+ * once if the Ksock is not open for reading. As with
+ * kbus_wait_for_message(), the Ksock is not held while waiting: other
+ * threads may use or close it meanwhile (if one takes the messages first,
+ * this one waits on). */
+KBUS_EXPORT int kbus_ksock_wait_for_msgs(kbus_ksock_t ksock, kbus_message_t *msgs[],
+					 size_t max_count, size_t *got, int timeout_ms);
 
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */

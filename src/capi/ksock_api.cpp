@@ -5,20 +5,31 @@
 // finds its Ksock in the KsockTable (-EBADF if there is none), holds the
 // entry's mutex for the whole operation, and crosses the C/C++ boundary only
 // through capi/translate.hpp. Each function is one operation of the C++
-// client, so its errors are those of the daemon (§4-§5) plus the client's
-// own (ECONNRESET, EPIPE, EPROTO when the daemon is gone or misbehaves).
+// client (the batch calls: a sequence of them), so its errors are those of
+// the daemon (§4-§5) plus the client's own (ECONNRESET, EPIPE, EPROTO when
+// the daemon is gone or misbehaves).
 //
 // Pointy messages (§3.4): the C library writes the caller's own header (its
 // pointers included) and follows those pointers when SEND is called, as the
 // kernel did. A WriteMirror per Ksock watches the bytes written since the
 // last SEND/DISCARD so that this works however the header was written.
+//
+// Sending a whole message (kbus_ksock_send_msg, kbus_ksock_send_msgs) takes
+// one round trip (SENDMSG; SENDBATCH for many) whenever that has the outcome
+// WRITE and SEND would have - entire and pointy messages alike, read from
+// the caller's memory with the checks of capi/translate.hpp - and falls back
+// to WRITE and SEND otherwise. No request frame is ever longer than the
+// daemon accepts (see "frame sizes").
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "capi/ksock_table.hpp"
 #include "capi/translate.hpp"
@@ -157,6 +168,235 @@ bool message_bytes(const kbus_message_t* msg, std::string& out) {
   const int size = kbus_msg_sizeof(msg);
   if (size < 0) return false;
   return kbus::capi::copy_from_caller(out, msg, static_cast<std::size_t>(size));
+}
+
+// ---- frame sizes ----
+//
+// kbusd disconnects a client whose request frame is longer than its
+// --max-frame-size, which it keeps at least 1024 bytes above its absolute
+// maximum message size (itself at least 100). So a frame of up to
+// kFrameAlwaysAccepted bytes (after the length field) is accepted by every
+// kbusd, and one of up to abs_max + 1024 by this one.
+constexpr std::uint64_t kFrameAlwaysAccepted = 1024 + 100;
+constexpr std::uint64_t kOpLen = 4;  // the op word, counted in the frame length
+
+kbus::Result<std::uint32_t> abs_max_msg_size(KsockEntry& e) {
+  if (e.abs_max_msg_size == 0) {
+    auto r = e.ksock.try_set_max_message_size(1);  // 1: the absolute maximum
+    if (!r) return r.error();
+    e.abs_max_msg_size = *r;
+  }
+  return e.abs_max_msg_size;
+}
+
+// Whether a message of entire length `len` is longer than any this daemon
+// accepts (then WRITE's header check fails it, whatever its other bytes).
+kbus::Result<bool> oversize(KsockEntry& e, std::uint64_t len) {
+  if (kOpLen + len <= kFrameAlwaysAccepted) return false;
+  auto abs_max = abs_max_msg_size(e);
+  if (!abs_max) return abs_max.error();
+  return len > *abs_max;
+}
+
+// The longest request frame this daemon surely accepts.
+kbus::Result<std::uint64_t> frame_limit(KsockEntry& e) {
+  auto abs_max = abs_max_msg_size(e);
+  if (!abs_max) return abs_max.error();
+  return std::uint64_t{*abs_max} + 1024;
+}
+
+// ---- sending ----
+
+// SENDMSG of a message read from the caller (CallerMessage::ok).
+int send_entire(KsockEntry& e, const kbus::Message& m, kbus_msg_id_t* msg_id) {
+  auto r = e.ksock.try_send_msg(m);
+  mirror_send(e.write, r ? Errc::ok : r.error());
+  if (r) {
+    if (msg_id) *msg_id = kbus::capi::to_c(*r);
+    return 0;
+  }
+  if (r.error() == Errc::eagain && msg_id) {
+    // The id was assigned (§5.2-7): it is LASTSENT.
+    auto last = e.ksock.try_last_sent();
+    if (last) *msg_id = kbus::capi::to_c(*last);
+  }
+  return to_c_result(r.error());
+}
+
+// A message longer than the daemon's absolute maximum, with nothing else
+// written: writing all of it would be a frame the daemon refuses by
+// disconnecting. Its header alone gets the verdict writing it all would get
+// (the header check fails it: EMSGSIZE, or the errno of an earlier check).
+int refuse_oversize(KsockEntry& e, const kbus_message_t* msg) {
+  std::string header;
+  if (!kbus::capi::copy_from_caller(header, msg, sizeof(kbus_message_t))) return -EFAULT;
+  const int rc = write_bytes(e, header);
+  if (rc < 0) return rc;
+  (void)e.ksock.try_discard();  // not reached: the header check fails it
+  e.write.reset();
+  return -EMSGSIZE;
+}
+
+// What becomes of a message sent with nothing else written (nor pending).
+enum class Plan {
+  send_entire,      // SENDMSG of the message read from the caller
+  fault,            // -EFAULT before anything is written
+  refuse_oversize,  // longer than the daemon takes: refuse_oversize
+  write_as_is,      // write the caller's bytes, then SEND
+};
+
+// Reads the message into `m` if it can go as SENDMSG. A pointy message's
+// length is judged first: WRITE checks its header before SEND reads what it
+// points at.
+kbus::Result<Plan> plan_send(KsockEntry& e, const kbus_message_t* msg, kbus::Message& m) {
+  using kbus::capi::CallerMessage;
+  const bool pointy = msg->name != nullptr;
+  const std::uint64_t len = kbus::entire_len(sizeof(kbus_message_t), msg->name_len, msg->data_len);
+  auto verdict = CallerMessage::other;
+  if (!pointy) {
+    verdict = kbus::capi::message_from_caller(msg, m);
+    if (verdict == CallerMessage::fault) return Plan::fault;
+  }
+  auto big = oversize(e, len);
+  if (!big) return big.error();
+  if (*big) return Plan::refuse_oversize;
+  if (pointy) verdict = kbus::capi::message_from_caller(msg, m);
+  return verdict == CallerMessage::ok ? Plan::send_entire : Plan::write_as_is;
+}
+
+// kbus_ksock_send_msg: kbus_ksock_write_msg then kbus_ksock_send, in one
+// round trip (SENDMSG) whenever that has the same outcome.
+int send_one(KsockEntry& e, const kbus_message_t* msg, kbus_msg_id_t* msg_id) {
+  if (msg == nullptr) return -EFAULT;
+  if (!e.write.started) {
+    kbus::Message m;
+    auto plan = plan_send(e, msg, m);
+    if (!plan) return to_c_result(plan.error());
+    switch (*plan) {
+      case Plan::send_entire:
+        return send_entire(e, m, msg_id);
+      case Plan::fault:
+        return -EFAULT;
+      case Plan::refuse_oversize:
+        return refuse_oversize(e, msg);
+      case Plan::write_as_is:
+        break;
+    }
+  }
+  std::string bytes;
+  if (!message_bytes(msg, bytes)) return -EFAULT;
+  const int rc = write_bytes(e, bytes);
+  if (rc < 0) return rc;
+  return send_written(e, msg_id);
+}
+
+// kbus_ksock_send_msgs: send_one for each message in order, stopping at the
+// first failure - but the messages that send_one would send as SENDMSG go in
+// SENDBATCH frames (docs/protocol.md §4.6), as many at a time as a frame may
+// carry, read from the caller's memory a chunk at a time.
+int send_many(KsockEntry& e, kbus_message_t* const msgs[], std::size_t count,
+              kbus_msg_id_t* msg_ids, std::size_t& attempted) {
+  constexpr std::size_t kChunk = 256;  // messages read at once
+  std::vector<kbus::Message> batch;    // msgs[attempted .. attempted + batch.size())
+  std::uint64_t batch_frame = kOpLen;
+  std::uint64_t limit = 0;  // frame_limit, once asked
+  auto flush = [&]() -> int {
+    if (batch.empty()) return 0;
+    Ksock::SendBatch b = e.ksock.try_send_msgs(batch);
+    for (std::size_t i = 0; i < b.ids.size() && attempted + i < count; ++i) {
+      if (msg_ids) msg_ids[attempted + i] = kbus::capi::to_c(b.ids[i]);
+    }
+    attempted += b.ids.size();
+    if (!b.ids.empty()) mirror_send(e.write, b.error);  // as after its last SENDMSG
+    batch.clear();
+    batch_frame = kOpLen;
+    return to_c_result(b.error);
+  };
+  // msgs[i] exactly as kbus_ksock_send_msg sends it, after those before it.
+  auto one = [&](std::size_t i) -> int {
+    int rc = flush();
+    if (rc < 0) return rc;
+    kbus_msg_id_t id{0, 0};
+    rc = send_one(e, msgs[i], &id);
+    if (msg_ids) msg_ids[i] = id;
+    attempted = i + 1;
+    return rc;
+  };
+  std::vector<kbus::Message> read;
+  std::vector<kbus::capi::CallerMessage> verdicts;
+  // A message's entire length, as its header says.
+  auto length = [](const kbus_message_t* m) {
+    return kbus::entire_len(sizeof(kbus_message_t), m->name_len, m->data_len);
+  };
+  std::size_t i = 0;
+  while (i < count) {
+    // A NULL message, one after something written in part or a pending
+    // send, or one longer than the daemon takes: send_one deals with it.
+    bool alone = msgs[i] == nullptr || e.write.started || count == 1;
+    if (!alone && limit == 0) {
+      auto l = frame_limit(e);
+      if (!l) return to_c_result(l.error());  // the connection failed
+      limit = *l;
+    }
+    if (!alone) alone = length(msgs[i]) > e.abs_max_msg_size;
+    if (alone) {
+      const int rc = one(i);
+      if (rc < 0) return rc;
+      ++i;
+      continue;
+    }
+    // A chunk: up to kChunk such messages, about a frame's worth, read in
+    // one go.
+    std::size_t j = i + 1;
+    std::uint64_t bytes = kOpLen + 4 + length(msgs[i]);
+    while (j < count && j - i < kChunk && msgs[j] != nullptr &&
+           length(msgs[j]) <= e.abs_max_msg_size && bytes + 4 + length(msgs[j]) <= limit) {
+      bytes += 4 + length(msgs[j]);
+      ++j;
+    }
+    read.clear();
+    read.resize(j - i);
+    verdicts.resize(j - i);
+    kbus::capi::messages_from_caller(msgs + i, j - i, verdicts.data(), read.data());
+    for (std::size_t k = i; k < j; ++k) {
+      kbus::Message& m = read[k - i];
+      if (verdicts[k - i] == kbus::capi::CallerMessage::ok) {
+        const std::uint64_t len =
+            kbus::entire_len(sizeof(kbus_message_t), static_cast<std::uint32_t>(m.name.size()),
+                             static_cast<std::uint32_t>(m.data.size()));
+        if (len <= e.abs_max_msg_size) {  // what send_one sends as SENDMSG
+          if (batch_frame + 4 + len > limit) {
+            const int rc = flush();
+            if (rc < 0) return rc;
+          }
+          batch.push_back(std::move(m));
+          batch_frame += 4 + len;
+          continue;
+        }
+      }
+      const int rc = one(k);
+      if (rc < 0) return rc;
+    }
+    i = j;
+  }
+  return flush();
+}
+
+// Stores messages read as new C entire messages: msgs[0 .. *stored).
+int deliver(const std::vector<kbus::Message>& read, kbus_message_t* msgs[], std::size_t& stored) {
+  for (const kbus::Message& m : read) {
+    kbus_message_t* c = kbus::capi::new_c_entire(m);
+    if (c == nullptr) return -ENOMEM;  // the rest are lost, as with read_next_msg
+    msgs[stored++] = c;
+  }
+  return 0;
+}
+
+int read_many(KsockEntry& e, kbus_message_t* msgs[], std::size_t max_count, std::size_t& got) {
+  const auto n = static_cast<std::uint32_t>(std::min<std::size_t>(max_count, 0xFFFFFFFFu));
+  auto r = e.ksock.try_read_msgs(n);  // READBATCH, at most 1 MiB beyond the first
+  if (!r) return to_c_result(r.error());
+  return deliver(*r, msgs, got);
 }
 
 }  // namespace
@@ -380,34 +620,71 @@ int kbus_ksock_write_data(kbus_ksock_t ksock, const uint8_t* data, size_t data_l
 }
 
 int kbus_ksock_send_msg(kbus_ksock_t ksock, const kbus_message_t* msg, kbus_msg_id_t* msg_id) {
+  return with_ksock(ksock, [&](KsockEntry& e) { return send_one(e, msg, msg_id); });
+}
+
+// ---- batches (kbus extensions) ----
+
+int kbus_ksock_send_msgs(kbus_ksock_t ksock, kbus_message_t* const msgs[], size_t count,
+                         kbus_msg_id_t* msg_ids, size_t* attempted) {
+  std::size_t done = 0;  // also when send_many throws (bad_alloc)
+  const int rc = with_ksock(ksock, [&](KsockEntry& e) -> int {
+    if (msgs == nullptr && count != 0) return -EFAULT;
+    return send_many(e, msgs, count, msg_ids, done);
+  });
+  if (attempted) *attempted = done;
+  return rc;
+}
+
+int kbus_ksock_read_msgs(kbus_ksock_t ksock, kbus_message_t* msgs[], size_t max_count,
+                         size_t* got) {
+  if (got) *got = 0;
   return with_ksock(ksock, [&](KsockEntry& e) -> int {
-    if (msg == nullptr) return -EFAULT;
-    std::string bytes;
-    if (!message_bytes(msg, bytes)) return -EFAULT;
-    if (msg->name == nullptr && msg->data == nullptr && !e.write.started) {
-      // An entire message and nothing else written: WRITE and SEND in one
-      // round trip (SENDMSG), with the same outcome as the two calls.
-      kbus_message_t hdr = kbus::capi::header_from_bytes(bytes);
-      if (hdr.start_guard == KBUS_MSG_START_GUARD && hdr.end_guard == KBUS_MSG_END_GUARD) {
-        auto m = kbus::decode_entire(bytes, sizeof(kbus_message_t));
-        if (m) {
-          auto r = e.ksock.try_send_msg(*m);
-          mirror_send(e.write, r ? Errc::ok : r.error());
-          if (r) {
-            if (msg_id) *msg_id = kbus::capi::to_c(*r);
-            return 0;
-          }
-          if (r.error() == Errc::eagain && msg_id) {
-            auto last = e.ksock.try_last_sent();
-            if (last) *msg_id = kbus::capi::to_c(*last);
-          }
-          return to_c_result(r.error());
+    if (got == nullptr || (msgs == nullptr && max_count != 0)) return -EFAULT;
+    if (max_count == 0) return 0;
+    return read_many(e, msgs, max_count, *got);
+  });
+}
+
+int kbus_ksock_wait_for_msgs(kbus_ksock_t ksock, kbus_message_t* msgs[], size_t max_count,
+                             size_t* got, int timeout_ms) {
+  if (got) *got = 0;
+  return guard([&]() -> int {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 0);
+    bool first = true;
+    for (;;) {
+      {
+        auto e = KsockTable::instance().find(ksock);
+        if (!e) return -EBADF;
+        std::lock_guard<std::mutex> lk(e->mu);
+        if (!e->ksock.is_open()) return -EBADF;
+        if (got == nullptr || (msgs == nullptr && max_count != 0)) return -EFAULT;
+        if (max_count == 0) return 0;
+        // Its poll fd never becomes readable: READBATCH says EBADF at once.
+        if (e->ksock.mode() == kbus::Mode::write) return read_many(*e, msgs, max_count, *got);
+        if (!first) {
+          // Readable: take what is queued. Another thread may have taken it
+          // first; then wait on.
+          const int rc = read_many(*e, msgs, max_count, *got);
+          if (rc < 0 || *got > 0) return rc;
         }
       }
+      first = false;
+      // Wait as kbus_wait_for_message does, without holding the Ksock.
+      int ms = -1;
+      if (timeout_ms >= 0) {
+        const auto left =
+            std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        ms = left < 0 ? 0 : static_cast<int>(std::min<long long>(left, 0x7FFFFFFF));
+      }
+      pollfd p{ksock, POLLIN, 0};
+      const int rc = ::poll(&p, 1, ms);
+      if (rc < 0) return -errno;
+      if (rc == 0) return 0;  // timed out: *got is 0
+      if (p.revents & POLLNVAL) return -EBADF;
+      if (p.revents & (POLLHUP | POLLERR)) return -ECONNRESET;
     }
-    int rc = write_bytes(e, bytes);
-    if (rc < 0) return rc;
-    return send_written(e, msg_id);
   });
 }
 

@@ -49,6 +49,10 @@ struct KsockEntry {
   std::mutex mu;  // held by every operation on this Ksock
   Ksock ksock;
   WriteMirror write;
+  // The daemon's absolute maximum message size (MAXMSGSIZE 1), asked the
+  // first time a request frame may be longer than every kbusd accepts; 0
+  // until then. It bounds what one frame may carry (ksock_api.cpp).
+  std::uint32_t abs_max_msg_size = 0;
 };
 
 class KsockTable {

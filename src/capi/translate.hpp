@@ -77,8 +77,37 @@ void header_to_c(const Header& hdr, kbus_message_t& msg) noexcept;
 // kbus_msg_name_ptr / kbus_msg_data_ptr say).
 Message message_from_c(const kbus_message_t& msg);
 
-// A new malloc'd entire C message holding `m` (nullptr if out of memory).
+// A new malloc'd entire C message holding `m` (nullptr if out of memory),
+// written in place: the bytes of encode_entire(m, sizeof(kbus_message_t)).
 kbus_message_t* new_c_entire(const Message& m) noexcept;
+
+// A message the caller gives to SEND (kbus_ksock_send_msg and friends), read
+// from the caller's memory as a kbus::Message - an entire message whole
+// (kbus_msg_sizeof bytes); a pointy one's header and the name and data it
+// points at - in one process_vm_readv where the system allows it (see
+// copy_from_caller). The verdict:
+enum class CallerMessage {
+  // `out` holds it, and sending `out` in entire form (SENDMSG) has exactly
+  // the outcome that writing the caller's bytes and SEND would have: an
+  // entire message with good guards and name_len <= KBUS_MAX_NAME_LEN, or a
+  // pointy one whose pointers are consistent (§3.4: a data pointer iff
+  // data_len > 0) and readable.
+  ok,
+  // An entire message of which some bytes are not readable memory (or
+  // whose size does not fit an int): kbus_msg_sizeof's bytes cannot be
+  // copied, SEND fails with EFAULT before anything is written.
+  fault,
+  // Anything else (bad guards, inconsistent pointers, a pointy message with
+  // a bad pointer, ...): only the daemon's parser can tell its outcome, so
+  // the caller's bytes must be written and sent as they are.
+  other,
+};
+CallerMessage message_from_caller(const kbus_message_t* msg, Message& out);
+// The same for msgs[0 .. n) (none NULL): verdicts[i] and out[i] as
+// message_from_caller(msgs[i], out[i]) gives them, with one process_vm_readv
+// for up to 341 messages (IOV_MAX / 3).
+void messages_from_caller(const kbus_message_t* const msgs[], std::size_t n,
+                          CallerMessage verdicts[], Message out[]);
 
 // The raw header bytes of a C header (sizeof(kbus_message_t) of them).
 std::string_view header_bytes(const kbus_message_t& msg) noexcept;

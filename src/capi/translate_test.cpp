@@ -15,6 +15,7 @@
 #include <new>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 namespace kbus::capi {
 namespace {
@@ -229,6 +230,175 @@ TEST(CapiTranslate, MessagesBothForms) {
   EXPECT_EQ(short_one.start_guard, KBUS_MSG_START_GUARD);
   EXPECT_EQ(short_one.flags, 0u);
   EXPECT_EQ(short_one.name, nullptr);
+}
+
+// new_c_entire for every padding case (name and data lengths mod 4).
+TEST(CapiTranslate, NewCEntireIsEncodeEntireForEveryPadding) {
+  for (std::size_t n = 1; n <= 9; ++n) {
+    for (std::size_t d = 0; d <= 9; ++d) {
+      Message m;
+      m.hdr = distinct_header();
+      m.name = std::string(n, 'n');
+      m.data = std::string(d, 'd');
+      kbus_message_t* c = new_c_entire(m);
+      ASSERT_NE(c, nullptr);
+      const std::string bytes = encode_entire(m, sizeof(kbus_message_t));
+      ASSERT_EQ(static_cast<std::size_t>(kbus_msg_sizeof(c)), bytes.size());
+      EXPECT_EQ(std::memcmp(c, bytes.data(), bytes.size()), 0) << n << " " << d;
+      std::free(c);
+    }
+  }
+}
+
+kbus_message_t* c_entire(const char* name, const char* data) {
+  kbus_message_t* m = nullptr;
+  EXPECT_EQ(kbus_msg_create_entire(&m, name, static_cast<std::uint32_t>(std::strlen(name)), data,
+                                   static_cast<std::uint32_t>(std::strlen(data)), 0),
+            0);
+  return m;
+}
+
+TEST(CapiTranslate, MessageFromCallerVerdicts) {
+  Message out;
+  // Entire, good: the message, header fields and all.
+  kbus_message_t* e = c_entire("$.Entire", "12345");
+  e->to = 7;
+  e->flags = 0x100;
+  ASSERT_EQ(message_from_caller(e, out), CallerMessage::ok);
+  EXPECT_EQ(out, message_from_c(*e));
+  EXPECT_EQ(out.data, "12345");
+  EXPECT_EQ(out.hdr.to, 7u);
+  // Pointy, good: what it points at.
+  char name[] = "$.Pointy";
+  char data[] = "abc";
+  kbus_message_t* p = nullptr;
+  ASSERT_EQ(kbus_msg_create(&p, name, 8, data, 3, 0), 0);
+  ASSERT_EQ(message_from_caller(p, out), CallerMessage::ok);
+  EXPECT_EQ(out, message_from_c(*p));
+  p->data = nullptr;
+  p->data_len = 0;
+  ASSERT_EQ(message_from_caller(p, out), CallerMessage::ok);
+  EXPECT_EQ(out.data, "");
+
+  // Only the daemon can say: bad guards, names too long or empty,
+  // inconsistent pointers (§3.4).
+  e->start_guard = 0;
+  EXPECT_EQ(message_from_caller(e, out), CallerMessage::other);
+  e->start_guard = KBUS_MSG_START_GUARD;
+  e->end_guard = 0;
+  EXPECT_EQ(message_from_caller(e, out), CallerMessage::other);
+  e->end_guard = KBUS_MSG_END_GUARD;
+  *kbus_msg_end_ptr(reinterpret_cast<kbus_entire_message_t*>(e)) = 0;
+  EXPECT_EQ(message_from_caller(e, out), CallerMessage::other);
+  *kbus_msg_end_ptr(reinterpret_cast<kbus_entire_message_t*>(e)) = KBUS_MSG_END_GUARD;
+  ASSERT_EQ(message_from_caller(e, out), CallerMessage::ok);
+  e->data = data;
+  EXPECT_EQ(message_from_caller(e, out), CallerMessage::other);
+  e->data = nullptr;
+  p->data = data;  // data_len 0 with a data pointer
+  EXPECT_EQ(message_from_caller(p, out), CallerMessage::other);
+  p->data = nullptr;
+  p->data_len = 3;  // data_len without a data pointer
+  EXPECT_EQ(message_from_caller(p, out), CallerMessage::other);
+  p->data_len = 0;
+  p->name_len = 0;
+  EXPECT_EQ(message_from_caller(p, out), CallerMessage::other);
+  p->name_len = 1001;
+  EXPECT_EQ(message_from_caller(p, out), CallerMessage::other);
+  p->name_len = 8;
+  p->start_guard = 1;
+  EXPECT_EQ(message_from_caller(p, out), CallerMessage::other);
+  p->start_guard = KBUS_MSG_START_GUARD;
+  // An entire message too long for kbus_msg_sizeof: EFAULT, unread.
+  e->data_len = 0x7FFFFFF0u;
+  EXPECT_EQ(message_from_caller(e, out), CallerMessage::fault);
+  e->data_len = 5;
+  std::free(e);
+  std::free(p);
+}
+
+TEST(CapiTranslate, MessagesFromCallerFindTheBadAddress) {
+  if (!can_check_caller_memory()) GTEST_SKIP() << "process_vm_readv is not allowed here";
+  // An entire message whose end runs off the mapped memory, and a pointy
+  // one whose data pointer is bad, among good ones.
+  const long page = ::sysconf(_SC_PAGESIZE);
+  void* two = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(two, MAP_FAILED);
+  ASSERT_EQ(::munmap(static_cast<char*>(two) + page, page), 0);
+  auto* cut = reinterpret_cast<kbus_message_t*>(static_cast<char*>(two) + page -
+                                                sizeof(kbus_message_t) - 16);
+  kbus_message_t* good = c_entire("$.Good", "good");
+  std::memcpy(cut, good, sizeof(kbus_message_t));
+  cut->data_len = 100;  // 16 bytes are mapped after the header
+  kbus_message_t* wild = nullptr;
+  ASSERT_EQ(kbus_msg_create(&wild, "$.Wild", 6, reinterpret_cast<void*>(16), 4, 0), 0);
+  kbus_message_t* other = c_entire("$.Other", "other");
+
+  const kbus_message_t* msgs[] = {good, cut, other, wild, good, other};
+  constexpr std::size_t kN = sizeof msgs / sizeof msgs[0];
+  CallerMessage verdicts[kN];
+  Message out[kN];
+  messages_from_caller(msgs, kN, verdicts, out);
+  const CallerMessage expected[kN] = {CallerMessage::ok, CallerMessage::fault,
+                                      CallerMessage::ok, CallerMessage::other,
+                                      CallerMessage::ok, CallerMessage::ok};
+  for (std::size_t i = 0; i < kN; ++i) {
+    EXPECT_EQ(verdicts[i], expected[i]) << i;
+    if (verdicts[i] == CallerMessage::ok) {
+      EXPECT_EQ(out[i], message_from_c(*msgs[i])) << i;
+    }
+  }
+  // Each alone says the same.
+  for (std::size_t i = 0; i < kN; ++i) {
+    Message one;
+    EXPECT_EQ(message_from_caller(msgs[i], one), expected[i]) << i;
+  }
+  // Messages close together are read in one piece with what lies between;
+  // a bad address among them is still found.
+  char* base = static_cast<char*>(two);
+  const int size = kbus_msg_sizeof(good);
+  auto* a = reinterpret_cast<kbus_message_t*>(base);
+  auto* b = reinterpret_cast<kbus_message_t*>(base + size + 8);
+  auto* z = reinterpret_cast<kbus_message_t*>(base + 2 * size + 40);
+  std::memcpy(a, good, size);
+  std::memcpy(b, other, kbus_msg_sizeof(other));
+  std::memcpy(z, good, size);
+  std::memset(kbus_msg_data_ptr(b), 'B', b->data_len);
+  const kbus_message_t* close[] = {a, b, z, cut, other, a};
+  messages_from_caller(close, 6, verdicts, out);
+  const CallerMessage close_expected[] = {CallerMessage::ok, CallerMessage::ok,
+                                          CallerMessage::ok, CallerMessage::fault,
+                                          CallerMessage::ok, CallerMessage::ok};
+  for (std::size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(verdicts[i], close_expected[i]) << i;
+    if (verdicts[i] == CallerMessage::ok) {
+      EXPECT_EQ(out[i], message_from_c(*close[i])) << i;
+    }
+  }
+  EXPECT_EQ(out[1].data, "BBBBB");
+  const kbus_message_t* close_ok[] = {a, b, z};
+  messages_from_caller(close_ok, 3, verdicts, out);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(verdicts[i], CallerMessage::ok) << i;
+    EXPECT_EQ(out[i], message_from_c(*close_ok[i])) << i;
+  }
+
+  // Many: more than one process_vm_readv's worth, a bad one late.
+  std::vector<const kbus_message_t*> many(700, other);
+  many[650] = cut;
+  std::vector<CallerMessage> vs(many.size());
+  std::vector<Message> outs(many.size());
+  messages_from_caller(many.data(), many.size(), vs.data(), outs.data());
+  for (std::size_t i = 0; i < many.size(); ++i) {
+    EXPECT_EQ(vs[i], i == 650 ? CallerMessage::fault : CallerMessage::ok) << i;
+    if (i != 650) {
+      EXPECT_EQ(outs[i].data, "other") << i;
+    }
+  }
+  std::free(good);
+  std::free(wild);
+  std::free(other);
+  ::munmap(two, page);
 }
 
 TEST(CapiTranslate, CopyFromCallerChecksTheMemory) {

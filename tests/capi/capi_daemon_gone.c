@@ -33,6 +33,7 @@ int main(void)
 	kbus_message_t *msg = NULL;
 	kbus_msg_id_t id;
 	uint32_t n;
+	size_t got;
 
 	if (k < 0) {
 		printf("open: %s\n", strerror(-k));
@@ -45,6 +46,9 @@ int main(void)
 		;
 
 	expect_error("wait_for_message", kbus_wait_for_message(k, KBUS_KSOCK_READABLE));
+	expect_error("wait_for_msgs", kbus_ksock_wait_for_msgs(k, &msg, 1, &got, -1));
+	expect_error("send_msgs", kbus_ksock_send_msgs(k, &msg, 1, &id, NULL));
+	expect_error("read_msgs", kbus_ksock_read_msgs(k, &msg, 1, &got));
 	expect_error("bind", kbus_ksock_bind(k, "$.Gone", 0));
 	expect_error("send_msg", kbus_ksock_send_msg(k, msg, &id));
 	expect_error("num_messages", kbus_ksock_num_messages(k, &n));

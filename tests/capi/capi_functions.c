@@ -2,7 +2,8 @@
  * (KBUS-SPEC.md §12.2), with its error paths, against a running kbusd.
  *
  * Written as a C program for the original would be: it uses only
- * <libkbus/kbus.h> (and POSIX), never kbus internals. It expects a kbusd
+ * <libkbus/kbus.h> (and POSIX), never kbus internals. The batch calls, kbus
+ * extensions, are tested last (test_batch_*). It expects a kbusd
  * with 3 fresh buses in $KBUS_DIR (tests/capi/capi_test.cpp starts one) and
  * exits 0 if every check passed, else 1, listing each failed check.
  */
@@ -12,11 +13,13 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libkbus/kbus.h>
@@ -1090,6 +1093,476 @@ static void test_threads(void)
 	kbus_ksock_close(sender);
 }
 
+/* ---- batch calls: kbus extensions (kbus_ksock_send_msgs, _read_msgs,
+ * _wait_for_msgs) ---- */
+
+#ifndef KBUS_HAVE_BATCH_CALLS
+#error "<libkbus/kbus.h> must say it has the batch calls"
+#endif
+
+static kbus_message_t *entire_msg(const char *name, const char *data, uint32_t flags)
+{
+	kbus_message_t *m = NULL;
+	CHECK_EQ(kbus_msg_create_entire(&m, name, strlen(name), data, strlen(data), flags), 0);
+	return m;
+}
+
+static int is_zero_id(const kbus_msg_id_t *id)
+{
+	return id->network_id == 0 && id->serial_num == 0;
+}
+
+/* Reads count messages with kbus_ksock_read_next_msg, checking their data. */
+static void expect_queued(kbus_ksock_t k, const char *const data[], size_t count)
+{
+	size_t i;
+	CHECK_EQ(num_messages(k), count);
+	for (i = 0; i < count; i++) {
+		kbus_message_t *got = read_next(k);
+		CHECK(got && data_is(got, data[i]));
+		kbus_msg_delete(&got);
+	}
+}
+
+static void test_batch_send(void)
+{
+	kbus_ksock_t listener = open_rw(0), sender = open_rw(0);
+	kbus_ksock_t ro = kbus_ksock_open(0, O_RDONLY), closed = open_rw(0);
+	kbus_message_t *a = entire_msg("$.Batch.A", "a", 0), *c = entire_msg("$.Batch.C", "c", 0);
+	kbus_message_t *bad_name = entire_msg("$.Batch.Bad*", "x", 0);
+	kbus_message_t *b = NULL, *nobody = NULL, *inconsistent = NULL;
+	char b_name[] = "$.Batch.B";
+	char b_data[] = "pointy";
+	kbus_msg_id_t ids[8], last;
+	size_t attempted = 99, i;
+
+	CHECK_EQ(kbus_ksock_bind(listener, "$.Batch.*", 0), 0);
+	CHECK_EQ(kbus_msg_create(&b, b_name, strlen(b_name), b_data, 6, 0), 0);
+	CHECK_EQ(kbus_msg_create_request(&nobody, "$.Batch.Nobody", 14, NULL, 0, 0), 0);
+	CHECK_EQ(kbus_msg_create(&inconsistent, b_name, strlen(b_name), b_data, 1, 0), 0);
+	inconsistent->data_len = 0; /* a data pointer with no data (§3.4) */
+
+	/* All sent, in order, entire and pointy alike; ids as send_msg gives. */
+	{
+		kbus_message_t *msgs[3] = { a, b, c };
+		static const char *const data[3] = { "a", "pointy", "c" };
+		memset(ids, 0xff, sizeof(ids));
+		CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 3, ids, &attempted), 0);
+		CHECK_EQ(attempted, 3);
+		CHECK(ids[0].serial_num != 0 && ids[0].network_id == 0);
+		CHECK_EQ(ids[1].serial_num, ids[0].serial_num + 1);
+		CHECK_EQ(ids[2].serial_num, ids[1].serial_num + 1);
+		CHECK(ids[3].serial_num == 0xffffffffu); /* not touched */
+		CHECK_EQ(kbus_ksock_last_msg_id(sender, &last), 0);
+		CHECK_EQ(kbus_msg_compare_ids(&last, &ids[2]), 0);
+		for (i = 0; i < 3; i++) {
+			kbus_message_t *got = read_next(listener);
+			CHECK(got && data_is(got, data[i]));
+			CHECK(got && kbus_msg_compare_ids(&got->id, &ids[i]) == 0);
+			CHECK(got && got->from == ksock_id(sender));
+			kbus_msg_delete(&got);
+		}
+		/* The messages are the caller's, unchanged. */
+		CHECK(b->name == b_name && b->data == b_data && !kbus_msg_is_entire(b));
+		CHECK(kbus_msg_is_entire(a) && data_is(a, "a"));
+	}
+
+	/* Nothing to send; ids and attempted are optional. */
+	attempted = 99;
+	CHECK_EQ(kbus_ksock_send_msgs(sender, &a, 0, ids, &attempted), 0);
+	CHECK_EQ(attempted, 0);
+	CHECK_EQ(kbus_ksock_send_msgs(sender, NULL, 0, NULL, NULL), 0);
+	CHECK_EQ(kbus_ksock_send_msgs(sender, &a, 1, NULL, NULL), 0);
+	{
+		static const char *const data[1] = { "a" };
+		expect_queued(listener, data, 1);
+	}
+
+	/* Failures that are no message's: nothing tried. */
+	attempted = 99;
+	CHECK_EQ(kbus_ksock_send_msgs(sender, NULL, 2, ids, &attempted), -EFAULT);
+	CHECK_EQ(attempted, 0);
+	attempted = 99;
+	CHECK_EQ(kbus_ksock_send_msgs(-1, &a, 1, ids, &attempted), -EBADF);
+	CHECK_EQ(attempted, 0);
+	CHECK_EQ(kbus_ksock_close(closed), 0);
+	attempted = 99;
+	CHECK_EQ(kbus_ksock_send_msgs(closed, &a, 1, ids, &attempted), -EBADF);
+	CHECK_EQ(attempted, 0);
+	CHECK_EQ(kbus_ksock_send_msgs(closed, NULL, 0, NULL, NULL), -EBADF);
+
+	/* A failure in the middle: those before it sent, it failed (with the
+	 * errno send_msg gives it), those after it not tried. */
+	{
+		kbus_message_t *msgs[4] = { a, b, bad_name, c };
+		static const char *const data[2] = { "a", "pointy" };
+		memset(ids, 0xff, sizeof(ids));
+		CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 4, ids, &attempted), -EBADMSG);
+		CHECK_EQ(attempted, 3);
+		CHECK(!is_zero_id(&ids[0]) && !is_zero_id(&ids[1]));
+		CHECK(is_zero_id(&ids[2]));
+		CHECK(ids[3].serial_num == 0xffffffffu);
+		expect_queued(listener, data, 2);
+	}
+	{
+		kbus_message_t *msgs[3] = { a, nobody, c };
+		static const char *const data[1] = { "a" };
+		CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 3, ids, &attempted), -EADDRNOTAVAIL);
+		CHECK_EQ(attempted, 2);
+		expect_queued(listener, data, 1);
+	}
+	/* ... a NULL message (send_msg: -EFAULT) ... */
+	{
+		kbus_message_t *msgs[3] = { a, NULL, c };
+		static const char *const data[1] = { "a" };
+		memset(ids, 0xff, sizeof(ids));
+		CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 3, ids, &attempted), -EFAULT);
+		CHECK_EQ(attempted, 2);
+		CHECK(is_zero_id(&ids[1]));
+		expect_queued(listener, data, 1);
+	}
+	/* ... a pointy message its header's checks refuse (§3.4) ... */
+	{
+		kbus_message_t *msgs[3] = { c, inconsistent, a };
+		static const char *const data[1] = { "c" };
+		CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 3, ids, &attempted), -EINVAL);
+		CHECK_EQ(attempted, 2);
+		expect_queued(listener, data, 1);
+	}
+	/* ... a pointy message with a bad pointer, first of all ... */
+	if (getenv("CAPI_CAN_CHECK_POINTERS")) {
+		kbus_message_t *wild = NULL;
+		kbus_message_t *msgs[2] = { NULL, a };
+		CHECK_EQ(kbus_msg_create(&wild, b_name, strlen(b_name), (void *)16, 4, 0), 0);
+		msgs[0] = wild;
+		CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 2, ids, &attempted), -EFAULT);
+		CHECK_EQ(attempted, 1);
+		CHECK_EQ(num_messages(listener), 0);
+		kbus_msg_delete(&wild);
+	}
+	/* ... and the first message on a Ksock that may not send. */
+	CHECK_EQ(kbus_ksock_send_msgs(ro, &a, 1, ids, &attempted), -EBADF);
+	CHECK_EQ(attempted, 1);
+	CHECK_EQ(num_messages(listener), 0);
+
+	kbus_msg_delete(&a);
+	kbus_msg_delete(&b);
+	kbus_msg_delete(&c);
+	kbus_msg_delete(&bad_name);
+	kbus_msg_delete(&nobody);
+	kbus_msg_delete(&inconsistent);
+	kbus_ksock_close(listener);
+	kbus_ksock_close(sender);
+	kbus_ksock_close(ro);
+}
+
+/* ALL_OR_WAIT in a batch: the message that finds a queue full is pending
+ * (-EAGAIN, with its id), as after kbus_ksock_send_msg. */
+static void test_batch_pending(void)
+{
+	kbus_ksock_t listener = open_rw(0), sender = open_rw(0);
+	kbus_message_t *w = entire_msg("$.BatchFull", "w", KBUS_BIT_ALL_OR_WAIT);
+	kbus_message_t *msgs[4] = { w, w, w, w };
+	kbus_msg_id_t ids[4], last;
+	size_t attempted = 0;
+	uint32_t max = 2;
+
+	CHECK_EQ(kbus_ksock_max_messages(listener, &max), 0);
+	CHECK_EQ(kbus_ksock_bind(listener, "$.BatchFull", 0), 0);
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 4, ids, &attempted), -EAGAIN);
+	CHECK_EQ(attempted, 3);
+	CHECK(!is_zero_id(&ids[2]));
+	CHECK_EQ(kbus_ksock_last_msg_id(sender, &last), 0);
+	CHECK_EQ(kbus_msg_compare_ids(&last, &ids[2]), 0);
+	CHECK(!(poll_now(sender, POLLOUT) & POLLOUT));
+	/* Pending: the next message cannot be written. */
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs + 3, 1, ids, &attempted), -EALREADY);
+	CHECK_EQ(attempted, 1);
+	/* Room appears: the pending one is delivered, the rest can follow. */
+	kbus_message_t *got = read_next(listener);
+	kbus_msg_delete(&got);
+	CHECK_EQ(kbus_wait_for_message(sender, KBUS_KSOCK_WRITABLE), KBUS_KSOCK_WRITABLE);
+	got = read_next(listener);
+	kbus_msg_delete(&got);
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs + 3, 1, ids + 3, &attempted), 0);
+	CHECK_EQ(attempted, 1);
+	CHECK_EQ(num_messages(listener), 2); /* the pending one, then the last */
+	got = read_next(listener);
+	CHECK(got && kbus_msg_compare_ids(&got->id, &ids[2]) == 0);
+	kbus_msg_delete(&got);
+	got = read_next(listener);
+	CHECK(got && kbus_msg_compare_ids(&got->id, &ids[3]) == 0);
+	kbus_msg_delete(&got);
+
+	kbus_msg_delete(&w);
+	kbus_ksock_close(listener);
+	kbus_ksock_close(sender);
+}
+
+/* Batches longer than a request frame may be, and messages longer than the
+ * daemon takes: split, or refused with -EMSGSIZE, never a lost Ksock. */
+static void test_batch_sizes(void)
+{
+	enum { N = 300, LEN = 4000 };
+	kbus_ksock_t listener = open_rw(2), sender = open_rw(2);
+	static char data[LEN + 1];
+	kbus_message_t *m = NULL, *huge = NULL, *small = entire_msg("$.Big", "s", 0);
+	kbus_message_t *msgs[N], *got[N];
+	kbus_msg_id_t ids[N];
+	size_t attempted = 0, n = 0, total = 0, i;
+	uint32_t size = 8192, max = N + 10;
+	static char huge_data[2 * 1024 * 1024];
+
+	CHECK_EQ(kbus_ksock_max_message_size(sender, &size), 0);
+	CHECK_EQ(kbus_ksock_max_messages(listener, &max), 0);
+	CHECK_EQ(kbus_ksock_bind(listener, "$.Big", 0), 0);
+	memset(data, 'd', LEN);
+	CHECK_EQ(kbus_msg_create_entire(&m, "$.Big", 5, data, LEN, 0), 0);
+	for (i = 0; i < N; i++)
+		msgs[i] = m;
+	/* 1.2 MB of messages: more than a request frame may carry. */
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, N, ids, &attempted), 0);
+	CHECK_EQ(attempted, N);
+	CHECK_EQ(num_messages(listener), N);
+	while (total < N) {
+		CHECK_EQ(kbus_ksock_read_msgs(listener, got, N, &n), 0);
+		if (n == 0)
+			break;
+		for (i = 0; i < n; i++) {
+			CHECK(got[i]->data_len == LEN &&
+			      memcmp(kbus_msg_data_ptr(got[i]), data, LEN) == 0);
+			CHECK_EQ(kbus_msg_compare_ids(&got[i]->id, &ids[total + i]), 0);
+			kbus_msg_delete(&got[i]);
+		}
+		total += n;
+	}
+	CHECK_EQ(total, N);
+
+	/* Over the absolute maximum (2 MiB): -EMSGSIZE, alone or in a batch. */
+	memset(huge_data, 'h', sizeof(huge_data));
+	CHECK_EQ(kbus_msg_create_entire(&huge, "$.Big", 5, huge_data, sizeof(huge_data), 0), 0);
+	CHECK_EQ(kbus_ksock_send_msg(sender, huge, NULL), -EMSGSIZE);
+	msgs[0] = small;
+	msgs[1] = huge;
+	msgs[2] = small;
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 3, ids, &attempted), -EMSGSIZE);
+	CHECK_EQ(attempted, 2);
+	kbus_msg_delete(&huge);
+	/* Pointy too. */
+	CHECK_EQ(kbus_msg_create(&huge, "$.Big", 5, huge_data, sizeof(huge_data), 0), 0);
+	CHECK_EQ(kbus_ksock_send_msg(sender, huge, NULL), -EMSGSIZE);
+	kbus_msg_delete(&huge);
+	/* Over the bus's limit only: as ever. */
+	CHECK_EQ(kbus_msg_create_entire(&huge, "$.Big", 5, huge_data, 10000, 0), 0);
+	msgs[1] = huge;
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 3, ids, &attempted), -EMSGSIZE);
+	CHECK_EQ(attempted, 2);
+	kbus_msg_delete(&huge);
+	/* A pointy header that claims more than the daemon takes: -EMSGSIZE
+	 * from the header's check, before the pointers are followed. */
+	CHECK_EQ(kbus_msg_create(&huge, "$.Big", 5, "x", 1, 0), 0);
+	huge->data_len = 0xFFFFFFF0u;
+	CHECK_EQ(kbus_ksock_send_msg(sender, huge, NULL), -EMSGSIZE);
+	msgs[1] = huge;
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 3, ids, &attempted), -EMSGSIZE);
+	CHECK_EQ(attempted, 2);
+	kbus_msg_delete(&huge);
+	/* The Ksock still works. */
+	CHECK_EQ(kbus_ksock_send_msg(sender, small, NULL), 0);
+	CHECK_EQ(num_messages(listener), 4);
+
+	size = 1024;
+	CHECK_EQ(kbus_ksock_max_message_size(sender, &size), 0);
+	kbus_msg_delete(&m);
+	kbus_msg_delete(&small);
+	kbus_ksock_close(listener);
+	kbus_ksock_close(sender);
+}
+
+static void test_batch_read(void)
+{
+	kbus_ksock_t listener = open_rw(0), sender = open_rw(0);
+	kbus_ksock_t wo = kbus_ksock_open(0, O_WRONLY), closed = open_rw(0);
+	kbus_message_t *msgs[5], *got[8];
+	kbus_msg_id_t ids[5];
+	size_t n = 99, i;
+	static const char *const data[5] = { "0", "1", "2", "3", "4" };
+
+	CHECK_EQ(kbus_ksock_bind(listener, "$.Read", 0), 0);
+	for (i = 0; i < 5; i++)
+		msgs[i] = entire_msg("$.Read", data[i], 0);
+
+	/* Nothing queued; nothing asked for. */
+	CHECK_EQ(kbus_ksock_read_msgs(listener, got, 8, &n), 0);
+	CHECK_EQ(n, 0);
+	n = 99;
+	CHECK_EQ(kbus_ksock_read_msgs(listener, got, 0, &n), 0);
+	CHECK_EQ(n, 0);
+	CHECK_EQ(kbus_ksock_read_msgs(listener, NULL, 0, &n), 0);
+
+	/* Bad arguments. */
+	CHECK_EQ(kbus_ksock_read_msgs(listener, got, 8, NULL), -EFAULT);
+	n = 99;
+	CHECK_EQ(kbus_ksock_read_msgs(listener, NULL, 8, &n), -EFAULT);
+	CHECK_EQ(n, 0);
+	n = 99;
+	CHECK_EQ(kbus_ksock_read_msgs(-1, got, 8, &n), -EBADF);
+	CHECK_EQ(n, 0);
+	CHECK_EQ(kbus_ksock_close(closed), 0);
+	CHECK_EQ(kbus_ksock_read_msgs(closed, got, 8, &n), -EBADF);
+	CHECK_EQ(kbus_ksock_read_msgs(wo, got, 8, &n), -EBADF);
+
+	/* Up to max_count, in order, each a malloc'd entire message. */
+	CHECK_EQ(kbus_ksock_send_msgs(sender, msgs, 5, ids, NULL), 0);
+	CHECK_EQ(kbus_ksock_read_msgs(listener, got, 3, &n), 0);
+	CHECK_EQ(n, 3);
+	for (i = 0; i < n; i++) {
+		CHECK(kbus_msg_is_entire(got[i]));
+		CHECK(name_is(got[i], "$.Read") && data_is(got[i], data[i]));
+		CHECK_EQ(kbus_msg_compare_ids(&got[i]->id, &ids[i]), 0);
+		CHECK_EQ(kbus_msg_sizeof(got[i]), (int)KBUS_ENTIRE_MSG_LEN(6, 1));
+		kbus_msg_delete(&got[i]);
+	}
+	CHECK_EQ(num_messages(listener), 2);
+	CHECK(poll_now(listener, POLLIN) & POLLIN);
+	/* The same queue as kbus_ksock_read_next_msg. */
+	got[0] = read_next(listener);
+	CHECK(got[0] && data_is(got[0], "3"));
+	kbus_msg_delete(&got[0]);
+	CHECK_EQ(kbus_ksock_read_msgs(listener, got, 8, &n), 0);
+	CHECK_EQ(n, 1);
+	CHECK(data_is(got[0], "4"));
+	kbus_msg_delete(&got[0]);
+	CHECK(!(poll_now(listener, POLLIN) & POLLIN));
+	CHECK_EQ(kbus_ksock_read_msgs(listener, got, 8, &n), 0);
+	CHECK_EQ(n, 0);
+
+	for (i = 0; i < 5; i++)
+		kbus_msg_delete(&msgs[i]);
+	kbus_ksock_close(listener);
+	kbus_ksock_close(sender);
+	kbus_ksock_close(wo);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct batch_sender {
+	kbus_ksock_t ksock;
+	kbus_message_t *msg;
+	int result;
+};
+
+static void *send_one_msg(void *arg)
+{
+	struct batch_sender *s = arg;
+	s->result = kbus_ksock_send_msgs(s->ksock, &s->msg, 1, NULL, NULL);
+	return NULL;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+struct interrupter {
+	pthread_t target;
+	volatile int stop;
+};
+
+/* Signals the target every 10 ms until told to stop. */
+static void *interrupt_until_stopped(void *arg)
+{
+	struct interrupter *in = arg;
+	while (!in->stop) {
+		pthread_kill(in->target, SIGUSR1);
+		usleep(10000);
+	}
+	return NULL;
+}
+
+static void test_batch_wait(void)
+{
+	kbus_ksock_t listener = open_rw(0), sender = open_rw(0);
+	kbus_ksock_t wo = kbus_ksock_open(0, O_WRONLY), closed = open_rw(0);
+	kbus_message_t *m = entire_msg("$.WaitBatch", "w", 0), *got[4];
+	size_t n = 99;
+	long long t0;
+
+	CHECK_EQ(kbus_ksock_bind(listener, "$.WaitBatch", 0), 0);
+
+	/* Nothing queued: at once with timeout 0, after the timeout else. */
+	t0 = now_ms();
+	CHECK_EQ(kbus_ksock_wait_for_msgs(listener, got, 4, &n, 0), 0);
+	CHECK_EQ(n, 0);
+	n = 99;
+	CHECK_EQ(kbus_ksock_wait_for_msgs(listener, got, 4, &n, 50), 0);
+	CHECK_EQ(n, 0);
+	CHECK(now_ms() - t0 >= 49);
+
+	/* Bad arguments and Ksocks: at once, whatever the timeout. */
+	CHECK_EQ(kbus_ksock_wait_for_msgs(listener, got, 4, NULL, -1), -EFAULT);
+	CHECK_EQ(kbus_ksock_wait_for_msgs(listener, NULL, 4, &n, -1), -EFAULT);
+	n = 99;
+	CHECK_EQ(kbus_ksock_wait_for_msgs(listener, got, 0, &n, -1), 0);
+	CHECK_EQ(n, 0);
+	CHECK_EQ(kbus_ksock_wait_for_msgs(-1, got, 4, &n, -1), -EBADF);
+	CHECK_EQ(kbus_ksock_close(closed), 0);
+	CHECK_EQ(kbus_ksock_wait_for_msgs(closed, got, 4, &n, -1), -EBADF);
+	CHECK_EQ(kbus_ksock_wait_for_msgs(wo, got, 4, &n, -1), -EBADF);
+
+	/* Queued already: at once. */
+	CHECK_EQ(kbus_ksock_send_msg(sender, m, NULL), 0);
+	CHECK_EQ(kbus_ksock_send_msg(sender, m, NULL), 0);
+	CHECK_EQ(kbus_ksock_wait_for_msgs(listener, got, 4, &n, -1), 0);
+	CHECK_EQ(n, 2);
+	kbus_msg_delete(&got[0]);
+	kbus_msg_delete(&got[1]);
+
+	/* Woken by a message another thread sends. */
+	{
+		struct batch_sender s = { sender, m, 1 };
+		pthread_t t;
+		CHECK_EQ(pthread_create(&t, NULL, send_one_msg, &s), 0);
+		CHECK_EQ(kbus_ksock_wait_for_msgs(listener, got, 4, &n, 10000), 0);
+		CHECK_EQ(n, 1);
+		CHECK(data_is(got[0], "w"));
+		kbus_msg_delete(&got[0]);
+		CHECK_EQ(pthread_join(t, NULL), 0);
+		CHECK_EQ(s.result, 0);
+	}
+
+	/* A signal interrupts the wait, as kbus_wait_for_message's. */
+	{
+		struct sigaction sa, old;
+		struct interrupter in;
+		pthread_t t;
+		int rc;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal; /* no SA_RESTART */
+		sigemptyset(&sa.sa_mask);
+		CHECK_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+		in.target = pthread_self();
+		in.stop = 0;
+		CHECK_EQ(pthread_create(&t, NULL, interrupt_until_stopped, &in), 0);
+		rc = kbus_ksock_wait_for_msgs(listener, got, 4, &n, 10000);
+		in.stop = 1;
+		CHECK_EQ(pthread_join(t, NULL), 0);
+		CHECK_EQ(rc, -EINTR);
+		CHECK_EQ(n, 0);
+		CHECK_EQ(sigaction(SIGUSR1, &old, NULL), 0);
+	}
+
+	kbus_msg_delete(&m);
+	kbus_ksock_close(listener);
+	kbus_ksock_close(sender);
+	kbus_ksock_close(wo);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1105,6 +1578,11 @@ int main(void)
 	test_sizes_and_devices();
 	test_wait();
 	test_threads();
+	test_batch_send();
+	test_batch_pending();
+	test_batch_sizes();
+	test_batch_read();
+	test_batch_wait();
 	printf("capi_functions: %d checks, %d failed\n", checks, failures);
 	return failures == 0 ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 # Checks the dynamic symbol table of libkbus.so (STYLE.md 14, issue 4.5):
 #   * its soname is libkbus.so.0;
-#   * it exports every function that <libkbus/kbus.h> declares;
+#   * it exports every function that <libkbus/kbus.h> declares, the batch
+#     calls (kbus extensions) among them;
 #   * it exports the public C++ API (kbus::Ksock, kbus::Error, ...);
 #   * it exports nothing else: no kbus::core, kbus::protocol, kbus::client,
 #     kbus::capi symbols, no std:: instantiations, no stray C symbols.
@@ -74,6 +75,12 @@ endforeach()
 foreach(fn IN LISTS exported_c)
   if(NOT fn IN_LIST declared)
     string(APPEND problems "  C symbol not declared in kbus.h: ${fn}\n")
+  endif()
+endforeach()
+# The kbus extensions: the batch calls.
+foreach(fn kbus_ksock_send_msgs kbus_ksock_read_msgs kbus_ksock_wait_for_msgs)
+  if(NOT fn IN_LIST declared OR NOT fn IN_LIST exported_c)
+    string(APPEND problems "  batch call not declared and exported: ${fn}\n")
   endif()
 endforeach()
 
