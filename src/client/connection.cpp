@@ -234,6 +234,19 @@ Result<bool> Connection::wait_reply(int timeout_ms) {
   return fill_once(flags, true);
 }
 
+Result<std::size_t> Connection::frame_budget(std::size_t frame_len) noexcept {
+  constexpr std::size_t kAlwaysAccepted = 4096;
+  if (frame_budget_ == 0 && frame_len > kAlwaysAccepted) {
+    std::string arg;
+    protocol::put_u32(arg, 1);  // MAXMSGSIZE 1: the absolute maximum
+    auto r = call(Op::kMaxMsgSize, arg);
+    if (!r) return r.error();
+    if (r->status < 0 || r->payload.size() != 4) return Errc::eproto;
+    frame_budget_ = std::size_t{protocol::get_u32(r->payload.data())} + 1024;
+  }
+  return frame_budget_ ? frame_budget_ : kAlwaysAccepted;
+}
+
 Result<ReplyFrame> Connection::call_frame(std::string_view frame) {
   auto s = send_frame(frame);
   if (!s) return s.error();

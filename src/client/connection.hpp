@@ -62,6 +62,12 @@ class Connection {
   // false if `timeout_ms` (-1 = forever) expired first.
   Result<bool> wait_reply(int timeout_ms);
 
+  // The longest request frame kbusd surely accepts: its --max-frame-size is
+  // at least the absolute maximum message size + 1024 (kbusd refuses to
+  // start otherwise). Frames up to 4 KiB need no question; a longer one
+  // asks the daemon (MAXMSGSIZE) once per connection.
+  Result<std::size_t> frame_budget(std::size_t frame_len) noexcept;
+
   // Pointy message support (KBUS-SPEC.md §3.4): name+data kept for SEND.
   std::optional<std::string>& pointy_payload() noexcept { return pointy_payload_; }
 
@@ -77,6 +83,7 @@ class Connection {
   int poll_fd_ = -1;
   bool expect_fd_ = false;  // a reply carrying the poll fd is on its way
   int rcvtimeo_ms_ = 0;     // the socket's SO_RCVTIMEO (0: none)
+  std::size_t frame_budget_ = 0;  // 0 until asked
   std::uint32_t ksock_id_ = 0;
   std::uint32_t bus_ = 0;
   std::uint32_t mode_ = 0;

@@ -460,6 +460,11 @@ Result<MessageId> Ksock::try_send_msg(const Message& msg) noexcept {
     std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendMsg));
     encode_entire(frame, msg.hdr, msg.name, msg.data, conn_->header_len());
     protocol::end_frame(frame, at);
+    // Longer than any message kbusd takes: EMSGSIZE, as it would answer -
+    // sent, it would be a frame too long, for which kbusd hangs up.
+    auto budget = conn_->frame_budget(frame.size());
+    if (!budget) return budget.error();
+    if (frame.size() > *budget) return Errc::emsgsize;
     auto r = conn_->call_frame(frame);
     if (!r) return r.error();
     if (r->status < 0) return status_errc(r->status);
@@ -528,6 +533,9 @@ struct HeldReply {
 };
 Result<HeldReply> held_call(Connection& conn, std::string_view frame,
                             std::optional<Ksock::Timeout> timeout) {
+  auto budget = conn.frame_budget(frame.size());  // see try_send_msg
+  if (!budget) return budget.error();
+  if (frame.size() > *budget) return Errc::emsgsize;
   auto s = conn.send_frame(frame);
   if (!s) return s.error();
   auto take = [&]() -> Result<HeldReply> {
@@ -640,27 +648,51 @@ Ksock::SendBatch Ksock::try_send_msgs(const std::vector<Message>& msgs) noexcept
   }
   conn_->pointy_payload().reset();
   auto r = guarded([&]() -> Result<void> {
-    std::string frame;
-    const std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendBatch));
+    // As many messages per SENDBATCH frame as fit in a frame kbusd accepts
+    // (Connection::frame_budget); a message too long for any frame is
+    // EMSGSIZE (with no id), as kbusd would answer it.
+    std::string frame, item;
+    std::size_t in_frame = 0;
+    std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendBatch));
+    auto flush = [&]() -> Result<void> {
+      protocol::end_frame(frame, at);
+      auto rep = conn_->call_frame(frame);
+      if (!rep) return rep.error();
+      if (rep->payload.size() < 4) return Errc::eproto;
+      const std::uint32_t n = protocol::get_u32(rep->payload.data());
+      if (rep->payload.size() != 4 + std::size_t{n} * 8) {
+        // EFAULT and friends come without ids.
+        if (rep->status < 0 && rep->payload.empty()) return status_errc(rep->status);
+        return Errc::eproto;
+      }
+      for (std::uint32_t i = 0; i < n; ++i)
+        out.ids.push_back(id_at(rep->payload.substr(4 + 8 * i)));
+      if (rep->status < 0) return status_errc(rep->status);
+      frame.clear();
+      in_frame = 0;
+      at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendBatch));
+      return {};
+    };
     for (const Message& m : msgs) {
-      const std::size_t len_at = frame.size();
-      put_u32(frame, 0);
-      encode_entire(frame, m.hdr, m.name, m.data, conn_->header_len());
-      const auto len = static_cast<std::uint32_t>(frame.size() - len_at - 4);
-      std::memcpy(frame.data() + len_at, &len, 4);
+      item.clear();
+      put_u32(item, 0);
+      encode_entire(item, m.hdr, m.name, m.data, conn_->header_len());
+      const auto len = static_cast<std::uint32_t>(item.size() - 4);
+      std::memcpy(item.data(), &len, 4);
+      auto budget = conn_->frame_budget(frame.size() + item.size());
+      if (!budget) return budget.error();
+      if (in_frame > 0 && frame.size() + item.size() > *budget) {
+        auto f = flush();
+        if (!f) return f;
+      }
+      if (frame.size() + item.size() > *budget) {
+        out.ids.push_back(MessageId{});
+        return Errc::emsgsize;
+      }
+      frame += item;
+      ++in_frame;
     }
-    protocol::end_frame(frame, at);
-    auto rep = conn_->call_frame(frame);
-    if (!rep) return rep.error();
-    if (rep->payload.size() < 4) return Errc::eproto;
-    const std::uint32_t n = protocol::get_u32(rep->payload.data());
-    if (rep->payload.size() != 4 + std::size_t{n} * 8) {
-      // EFAULT and friends come without ids.
-      if (rep->status < 0 && rep->payload.empty()) return status_errc(rep->status);
-      return Errc::eproto;
-    }
-    for (std::uint32_t i = 0; i < n; ++i) out.ids.push_back(id_at(rep->payload.substr(4 + 8 * i)));
-    if (rep->status < 0) return status_errc(rep->status);
+    if (in_frame > 0 || msgs.empty()) return flush();
     return {};
   });
   if (!r) out.error = r.error();

@@ -134,6 +134,33 @@ TEST_F(FastPathsTest, SendBatchStopsAtTheFirstFailure) {
   EXPECT_EQ(ok.size(), 2u);
 }
 
+// A batch longer than one frame kbusd accepts (1 MiB by default) goes in
+// several SENDBATCH frames, in order; a message too long for any frame is
+// EMSGSIZE, as kbusd answers any over-long message, and the Ksock lives on.
+TEST_F(FastPathsTest, LongBatchesAreSplitAndOverlongMessagesAreEMSGSIZE) {
+  Ksock s = open();
+  Ksock l = open();
+  l.bind("$.B");
+  l.set_max_messages(5000);
+  std::vector<Message> msgs;
+  for (int i = 0; i < 3000; ++i) msgs.push_back(make_announcement("$.B", std::string(500, 'x')));
+  const auto ids = s.send_msgs(msgs);  // ~1.8 MB in all
+  ASSERT_EQ(ids.size(), 3000u);
+  for (std::size_t i = 1; i < ids.size(); ++i) EXPECT_EQ(ids[i].serial_num, ids[0].serial_num + i);
+  EXPECT_EQ(l.num_messages(), 3000u);
+
+  const Message huge = make_announcement("$.B", std::string(2u << 20, 'h'));
+  EXPECT_EQ(err(s.try_send_msg(huge)), Errc::emsgsize);
+  EXPECT_EQ(err(s.try_request(make_request("$.B", std::string(2u << 20, 'h')))), Errc::emsgsize);
+  Ksock::SendBatch r =
+      s.try_send_msgs({make_announcement("$.B", "a"), huge, make_announcement("$.B", "c")});
+  EXPECT_EQ(r.error, Errc::emsgsize);
+  ASSERT_EQ(r.ids.size(), 2u);  // "a" was sent, "huge" attempted, "c" not
+  EXPECT_EQ(r.ids[1], MessageId{});
+  EXPECT_EQ(l.num_messages(), 3001u);
+  EXPECT_EQ(s.send_msg(make_announcement("$.B", "still here")).serial_num, r.ids[0].serial_num + 1);
+}
+
 // READBATCH pops in order, bounded by count and bytes, at least one.
 TEST_F(FastPathsTest, ReadBatchIsBoundedByCountAndBytes) {
   Ksock s = open();
