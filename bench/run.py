@@ -19,6 +19,13 @@ AF_UNIX SOCK_SEQPACKET relay (client -> relay -> server and back) with the
 same payload; for a fan-out, messages/s per listener / that of the AF_UNIX
 relay fan-out with the same number of listeners. Lower is better for the
 first, higher for the second.
+
+The floors of kbus's call semantics: "AF_UNIX acked relay" rows (see
+bench/peers_raw.cpp) measure a relay that does nothing but answer every SEND
+with an id and every WAIT with the next message, as kbusd must for the
+generic calls. The targets on generic-call round trips and on one-per-call
+throughput also print that relay's own ratio (what any broker with these
+calls pays at least) and kbus's ratio to it.
 """
 
 import argparse
@@ -40,6 +47,10 @@ ROOT = os.path.dirname(HERE)
 
 FLOOR = 'AF_UNIX seqpacket relay (floor)'
 DIRECT = 'AF_UNIX seqpacket direct'
+# The floors of kbus's call semantics (bench/peers_raw.cpp): a relay that
+# answers every SEND with an id and every WAIT with the next message.
+ACKED = 'AF_UNIX acked relay (call floor)'
+ACKED_EPOLL = 'AF_UNIX acked relay, epoll'
 
 DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -407,6 +418,7 @@ def run_mode(r, mode, build, work, sz):
                             ('epoll-seqpacket-relay', 'AF_UNIX seqpacket relay, epoll'),
                             ('stream-relay', 'AF_UNIX stream relay'),
                             ('epoll-stream-relay', 'AF_UNIX stream relay, epoll'),
+                            ('acked-relay', ACKED), ('acked-relay-epoll', ACKED_EPOLL),
                             ('mq', 'POSIX mqueue')):
                 J.run(mode, prefix, [B + '/kbus_bench_raw', 'rtt', '--transport', t] + P + it,
                       dict(rt, system=name))
@@ -449,6 +461,15 @@ def run_mode(r, mode, build, work, sz):
             Lx = ['--listeners', str(L)]
             J.run(mode, prefix, [B + '/kbus_bench_raw', 'tput', '--messages',
                                  str(sz['raw_tput'])] + Lx, dict(tp, system=FLOOR))
+            # The floor of one SEND -> id round trip per message: listeners
+            # pushed to, or asking with a WAIT per message (as kbus's
+            # one-per-call listeners); the pull one also through an epoll
+            # relay, shaped as kbusd is.
+            for how, relay, name in (('push', 'blocking', ACKED), ('pull', 'blocking', ACKED),
+                                     ('pull', 'epoll', ACKED_EPOLL)):
+                J.run(mode, prefix, [B + '/kbus_bench_raw', 'tput', '--acked', how, '--relay',
+                                     relay, '--messages', str(sz['raw_tput'])] + Lx,
+                      dict(tp, system=name, test='fan-out, one per call, ' + how))
             if not d['kbusd'].error:
                 K = ['--dir', kdir]
                 J.run(mode, prefix, [B + '/kbus_bench_kbus', 'tput', '--batch', '1', '--messages',
@@ -461,6 +482,12 @@ def run_mode(r, mode, build, work, sz):
                                      str(sz['kbus_batch'])] + K + Lx,
                       dict(tp, system='kbus C++', test='fan-out, batch calls'))
                 if L == 1:
+                    J.run(mode, prefix, [B + '/kbus_bench_c', 'tput', '--batch', '1', '--messages',
+                                         str(sz['kbus_one'])] + K + Lx,
+                          dict(tp, system='kbus C', test='fan-out, one per call'))
+                    J.run(mode, prefix, [B + '/kbus_bench_c', 'tput', '--batch', '256',
+                                         '--messages', str(sz['kbus_batch'])] + K + Lx,
+                          dict(tp, system='kbus C', test='fan-out, batch calls'))
                     J.run(mode, prefix, py + ['tput', '--batch', '1', '--messages',
                                               str(sz['py_one'])] + K + Lx,
                           dict(tp, system='kbus Python', test='fan-out, one per call'))
@@ -621,13 +648,16 @@ def targets(rows, modes):
             else:
                 add('request() p50 <= 0.7 x dbus-broker method call, %d B' % p, m,
                     'not measured (dbus-broker not available)' if req else 'not measured', None)
+            acked = find(rows, m, ACKED, 'round trip', p)
+            acked_ep = find(rows, m, ACKED_EPOLL, 'round trip', p)
             for lang in ('C++', 'C', 'Python'):
                 g = find(rows, m, 'kbus %s send+wait+read' % lang, 'round trip', p)
                 name = '%s send+wait+read p50 <= 1.5 x relay floor, %d B' % (lang, p)
                 if g and floor:
                     v = g['p50_us'] / floor['p50_us']
-                    add(name, m, '%.2f us / %.2f us = %.2f' % (g['p50_us'], floor['p50_us'], v),
-                        v <= 1.5)
+                    add(name, m, '%.2f us / %.2f us = %.2f%s' % (
+                        g['p50_us'], floor['p50_us'], v,
+                        acked_floor_text(g, floor, acked, acked_ep, 1.5)), v <= 1.5)
                 else:
                     add(name, m, 'not measured', None)
         b = find(rows, m, 'kbus C++', 'fan-out, batch calls', listeners=1)
@@ -651,9 +681,10 @@ def targets(rows, modes):
             v = o['rate'] / pp['rate']
             mixed = find(rows, m, 'kbus C++', 'fan-out, send one, read batch', listeners=1)
             add('one-per-call throughput >= 0.9 x direct AF_UNIX ping-pong rate', m,
-                '%.0f / %.0f = %.2f%s' % (o['rate'], pp['rate'], v,
-                                          ' (send one, read batch: %.2f)' % (mixed['rate'] / pp['rate'])
-                                          if mixed else ''), v >= 0.9 and o['lost'] == 0)
+                '%.0f / %.0f = %.2f%s%s' % (o['rate'], pp['rate'], v,
+                                            ' (send one, read batch: %.2f)' % (mixed['rate'] / pp['rate'])
+                                            if mixed else '', acked_tput_text(rows, m, o, pp, 0.9)),
+                v >= 0.9 and o['lost'] == 0)
         else:
             add('one-per-call throughput >= 0.9 x direct AF_UNIX ping-pong rate', m,
                 'not measured', None)
@@ -690,6 +721,40 @@ def targets(rows, modes):
     else:
         add('10 000 idle Ksocks cost kbusd <= 64 MiB', 'default', 'not measured', None)
     return out
+
+
+def acked_floor_text(g, floor, acked, acked_ep, limit):
+    """For a generic-call round trip: the ratio to the relay floor of the
+    acked relay (the same calls, nothing else done), and kbus's ratio to it."""
+    fl = [(n, x) for n, x in (('', acked), ('epoll ', acked_ep)) if x and x['p50_us'] > 0]
+    if not fl:
+        return ''
+    own = ['%s%.2f' % (n, x['p50_us'] / floor['p50_us']) for n, x in fl]
+    best = min(x['p50_us'] for _, x in fl) / floor['p50_us']
+    kb = ['%s%.2f' % (n, g['p50_us'] / x['p50_us']) for n, x in fl]
+    return '; acked relay, same calls: %s%s; kbus / acked relay: %s' % (
+        ', '.join(own), ' > %.1f: unreachable with these calls' % limit if best > limit else '',
+        ', '.join(kb))
+
+
+def acked_tput_text(rows, m, o, pp, limit):
+    """For one-per-call throughput: the rate of the acked relay (one SEND ->
+    id round trip per message) / the direct ping-pong rate, and kbus's rate /
+    the acked relay's with pulling listeners (as kbus's)."""
+    fl = []
+    for name, how, label in ((ACKED, 'pull', 'pull'), (ACKED, 'push', 'push'),
+                             (ACKED_EPOLL, 'pull', 'epoll pull')):
+        x = find(rows, m, name, 'fan-out, one per call, ' + how, listeners=1)
+        if x and x['rate'] > 0 and x['lost'] == 0:
+            fl.append((label, x))
+    if not fl:
+        return ''
+    own = ['%s %.2f' % (n, x['rate'] / pp['rate']) for n, x in fl]
+    best = max(x['rate'] for _, x in fl) / pp['rate']
+    kb = ['%s %.2f' % (n, o['rate'] / x['rate']) for n, x in fl if 'pull' in n]
+    return '; acked relay, one SEND per message: %s%s%s' % (
+        ', '.join(own), ' < %.1f: unreachable with these calls' % limit if best < limit else '',
+        '; kbus / acked relay: ' + ', '.join(kb) if kb else '')
 
 
 def fmt_num(v, digits=2):
