@@ -3,7 +3,8 @@
 A Ksock is a connection to the Unix-domain socket ``DIR/kbusN`` of kbusd,
 speaking the protocol of docs/protocol.md: one request frame per operation,
 answered by exactly one reply frame. Its ``fileno()`` is the *poll fd* that
-kbusd hands over at HELLO: readable exactly when the Ksock's message queue is
+kbusd hands over when first asked (POLLFD, so that a Ksock nobody polls costs
+kbusd one descriptor): readable exactly when the Ksock's message queue is
 not empty, writable exactly when it is open for writing and no ALL_OR_WAIT
 send is pending -- so a Ksock can be given to ``select``/``poll`` just as the
 original ``/dev/kbusN`` file could.
