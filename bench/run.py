@@ -560,13 +560,23 @@ def run_core_send(r, build, quick):
     except ValueError:
         r.add('default', dict(ph, note='failed: ' + out.stderr.strip()[-120:]))
         return
+    cycles = {'BM_RequestReply': 'request/reply cycle', 'BM_Announcement': 'announcement cycle'}
     for b in data.get('benchmarks', []):
-        n = int(b['name'].split('/')[-1])
         scale = {'ns': 1e-3, 'us': 1.0, 'ms': 1e3}[b.get('time_unit', 'ns')]
         t = b['real_time'] * scale
-        r.add('default', dict(system='kbus core, in-process', test='send with %d bindings' % n,
-                              payload=4, p50_us=t, mean_us=t, value=n, unit='bindings',
-                              note='mean per send (Google Benchmark); no socket'))
+        allocs = b.get('allocs')
+        extra = '' if allocs is None else '; %.1f heap allocations each' % allocs
+        name = b['name']
+        if name.startswith('BM_SendWithBindings/'):
+            n = int(name.split('/')[-1])
+            r.add('default', dict(system='kbus core, in-process', test='send with %d bindings' % n,
+                                  payload=4, p50_us=t, mean_us=t, value=n, unit='bindings',
+                                  note='mean per send (Google Benchmark); no socket' + extra))
+        elif name in cycles:
+            r.add('default', dict(system='kbus core, in-process', test=cycles[name], payload=64,
+                                  p50_us=t, mean_us=t,
+                                  note='mean per cycle as kbusd drives it (Google Benchmark); '
+                                       'no socket' + extra))
 
 
 def run_memory(r, build, work, sz):
