@@ -5,7 +5,7 @@
 # to CPU 0. Prints one table (also written to bench/results/latest.txt, all
 # figures to bench/results/latest.json) and draws the plots.
 #
-#   scripts/bench.sh            full run (5-10 minutes on 2 cores, up to 6 more
+#   scripts/bench.sh            full run (about 15 minutes on 2 cores, more
 #                               while other work keeps the machine busy);
 #                               plots go to docs/benchmarks/*.png
 #   scripts/bench.sh --quick    a minute or two; plots go to bench/results/
