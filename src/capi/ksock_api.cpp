@@ -133,6 +133,21 @@ int write_bytes(KsockEntry& e, std::string_view bytes) {
   return r ? 0 : to_c_result(r.error());
 }
 
+// The C result of a send, and its id into *msg_id; the write mirror follows.
+int send_result(KsockEntry& e, const kbus::Result<kbus::MessageId>& r, kbus_msg_id_t* msg_id) {
+  mirror_send(e.write, r ? Errc::ok : r.error());
+  if (r) {
+    if (msg_id) *msg_id = kbus::capi::to_c(*r);
+    return 0;
+  }
+  if (r.error() == Errc::eagain && msg_id) {
+    // The id was assigned (§5.2-7): it is LASTSENT.
+    auto last = e.ksock.try_last_sent();
+    if (last) *msg_id = kbus::capi::to_c(*last);
+  }
+  return to_c_result(r.error());
+}
+
 // SEND, following the pointers of a pointy header first (§5.2 step 4).
 int send_written(KsockEntry& e, kbus_msg_id_t* msg_id) {
   kbus::Result<kbus::MessageId> r = Errc::enomsg;
@@ -150,17 +165,7 @@ int send_written(KsockEntry& e, kbus_msg_id_t* msg_id) {
   } else {
     r = e.ksock.try_send();
   }
-  mirror_send(w, r ? Errc::ok : r.error());
-  if (r) {
-    if (msg_id) *msg_id = kbus::capi::to_c(*r);
-    return 0;
-  }
-  if (r.error() == Errc::eagain && msg_id) {
-    // The id was assigned (§5.2-7): it is LASTSENT.
-    auto last = e.ksock.try_last_sent();
-    if (last) *msg_id = kbus::capi::to_c(*last);
-  }
-  return to_c_result(r.error());
+  return send_result(e, r, msg_id);
 }
 
 // The bytes of a message as kbus_ksock_write_msg writes them.
@@ -209,18 +214,7 @@ kbus::Result<std::uint64_t> frame_limit(KsockEntry& e) {
 
 // SENDMSG of a message read from the caller (CallerMessage::ok).
 int send_entire(KsockEntry& e, const kbus::Message& m, kbus_msg_id_t* msg_id) {
-  auto r = e.ksock.try_send_msg(m);
-  mirror_send(e.write, r ? Errc::ok : r.error());
-  if (r) {
-    if (msg_id) *msg_id = kbus::capi::to_c(*r);
-    return 0;
-  }
-  if (r.error() == Errc::eagain && msg_id) {
-    // The id was assigned (§5.2-7): it is LASTSENT.
-    auto last = e.ksock.try_last_sent();
-    if (last) *msg_id = kbus::capi::to_c(*last);
-  }
-  return to_c_result(r.error());
+  return send_result(e, e.ksock.try_send_msg(m), msg_id);
 }
 
 // A message longer than the daemon's absolute maximum, with nothing else

@@ -235,7 +235,9 @@ Result<bool> Connection::wait_reply(int timeout_ms) {
 }
 
 Result<std::size_t> Connection::frame_budget(std::size_t frame_len) noexcept {
-  constexpr std::size_t kAlwaysAccepted = 4096;
+  // kbusd's --max-frame-size >= its absolute maximum message size (>= 100)
+  // + 1024, so every kbusd accepts this much.
+  constexpr std::size_t kAlwaysAccepted = 1024 + 100;
   if (frame_budget_ == 0 && frame_len > kAlwaysAccepted) {
     std::string arg;
     protocol::put_u32(arg, 1);  // MAXMSGSIZE 1: the absolute maximum

@@ -64,8 +64,8 @@ class Connection {
 
   // The longest request frame kbusd surely accepts: its --max-frame-size is
   // at least the absolute maximum message size + 1024 (kbusd refuses to
-  // start otherwise). Frames up to 4 KiB need no question; a longer one
-  // asks the daemon (MAXMSGSIZE) once per connection.
+  // start otherwise). Frames up to 1124 bytes need no question; a longer
+  // one asks the daemon (MAXMSGSIZE) once per connection.
   Result<std::size_t> frame_budget(std::size_t frame_len) noexcept;
 
   // Pointy message support (KBUS-SPEC.md §3.4): name+data kept for SEND.
