@@ -145,7 +145,9 @@ class KBUS_EXPORT Ksock {
   // SEND (§5): sends the message written so far. For a message written with
   // Form::pointy, the name and data kept by write_msg go with it. ENOMSG,
   // EINVAL, EBADMSG, ENOLCK, EADDRNOTAVAIL, ECONNREFUSED, EPIPE, EBUSY,
-  // EAGAIN (then the message is pending; see last_sent() for its id).
+  // EADDRINUSE (a Request reusing the explicit id of one of this Ksock's
+  // Requests still awaiting its answer, docs/decisions.md D13), EAGAIN
+  // (then the message is pending; see last_sent() for its id).
   MessageId send();
   Result<MessageId> try_send() noexcept;
   // SEND of a pointy message whose header was written with write_data():

@@ -357,6 +357,9 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
   bindings_.matching_listeners(name, listeners);
   const Binding* replier = is_request ? bindings_.select_replier(name) : nullptr;  // step 11
   if (is_request && !replier) return Errc::eaddrnotavail;  // step 9
+  // docs/decisions.md D13: a Request may not reuse the id of one of the
+  // sender's Requests still awaiting its answer (only an explicit id can).
+  if (is_request && sender.outstanding.count(h.id)) return Errc::eaddrinuse;
   Ksock* addressee = nullptr;
   if (is_reply) {  // step 10
     auto it = ksocks_.find(h.to);

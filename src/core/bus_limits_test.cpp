@@ -260,6 +260,29 @@ TEST_F(ReplyHolderTest, NobodyAnswersAfterTheHolderCloses) {
   EXPECT_EQ(send(bus, x, reply_to(req)).error, Errc::econnrefused);
 }
 
+// D13: a Request with an explicit id (§3.2-3, as Limpets send) may not reuse
+// the id of one of the sender's Requests still awaiting its answer - the
+// replier could answer only one of them. Once answered, the id is free.
+TEST_F(ReplyHolderTest, AnIdStillAwaitingItsAnswerIsEADDRINUSE) {
+  ASSERT_TRUE(bus.bind(x, 1, "$.Jim").ok());
+  Message req = request("$.Fred");
+  req.hdr.id = {7, 1};
+  EXPECT_EQ(send_ok(bus, q, req), (MessageId{7, 1}));
+  EXPECT_EQ(send(bus, q, req).error, Errc::eaddrinuse);
+  Message other = request("$.Jim");
+  other.hdr.id = {7, 1};
+  EXPECT_EQ(send(bus, q, other).error, Errc::eaddrinuse);  // to another replier too
+  send_ok(bus, x, req);  // another sender may
+  Message got = receive_one(bus, r);
+  EXPECT_EQ(bus.unreplied_to(r), 1u);
+  bus.check_invariants();
+  send_ok(bus, r, reply_to(got));
+  ASSERT_EQ(receive_one(bus, q).hdr.in_reply_to, (MessageId{7, 1}));
+  EXPECT_EQ(send_ok(bus, q, req), (MessageId{7, 1}));  // answered: free again
+  EXPECT_EQ(bus.unreplied_to(r), 0u);
+  bus.check_invariants();
+}
+
 // 'from' is always the sender's id (§5.2-6), whatever was written.
 TEST_F(ReplyHolderTest, FromIsAlwaysTheSender) {
   ASSERT_TRUE(bus.bind(q, 0, "$.Ann").ok());
