@@ -58,11 +58,12 @@ static void fail(const char *what, int rc)
 	exit(3);
 }
 
-static int read_full(int fd, void *buf, size_t n)
+/* All n bytes read (writing == 0) or written; 0 on EOF or error. */
+static int io_full(int fd, void *buf, size_t n, int writing)
 {
 	char *p = buf;
 	while (n) {
-		ssize_t r = read(fd, p, n);
+		ssize_t r = writing ? write(fd, p, n) : read(fd, p, n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -73,19 +74,14 @@ static int read_full(int fd, void *buf, size_t n)
 	return 1;
 }
 
+static int read_full(int fd, void *buf, size_t n)
+{
+	return io_full(fd, buf, n, 0);
+}
+
 static int write_full(int fd, const void *buf, size_t n)
 {
-	const char *p = buf;
-	while (n) {
-		ssize_t r = write(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return 0;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 1;
+	return io_full(fd, (void *)buf, n, 1);
 }
 
 static kbus_ksock_t open_bus(void)
