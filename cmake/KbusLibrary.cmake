@@ -30,9 +30,13 @@ foreach(layer IN LISTS KBUS_LIBRARY_LAYERS)
   list(APPEND KBUS_LIBRARY_OBJECTS $<TARGET_OBJECTS:${layer}>)
 endforeach()
 
+# include/libkbus is on the path too, so that the original's
+# <linux/kbus_defns.h> (and "kbus.h") reach include/libkbus/linux/... .
 set(KBUS_PUBLIC_INCLUDE
   $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
-  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include/libkbus>
+  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/libkbus>)
 
 add_library(kbus_shared SHARED ${KBUS_LIBRARY_OBJECTS})
 set_target_properties(kbus_shared PROPERTIES

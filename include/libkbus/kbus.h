@@ -37,13 +37,25 @@
 #ifndef _LIBKBUS_KBUS_H
 #define _LIBKBUS_KBUS_H
 
+/* What the original kbus.h included, and programs written for it rely on
+ * (its utilities use errno, strerror, malloc, struct timeval ... without
+ * including them): keep this list. */
+#include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+#include <sys/types.h>
 
 #include "../kbus/export.hpp"
-#include "kbus_defns.h"
+#include "linux/kbus_defns.h"
 
 #ifdef __cplusplus
 extern "C" {

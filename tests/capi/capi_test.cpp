@@ -200,5 +200,32 @@ TEST_F(CApiTest, KspeedExitCodes) {
   EXPECT_EQ(run({KSPEED_PATH, "-bus", "9", "send", "$.A", "4"}).exit_code, 2);
 }
 
+// ---- programs that include only what the original's did ----
+
+// Issue "The original's programs and rules, unchanged", item 1: a program
+// that includes only <libkbus/kbus.h> and uses errno, strerror, strlen,
+// memcmp, malloc, assert, getpid, struct timeval ... builds (as C, and as
+// C++ from the same source) and works; <linux/kbus_defns.h> is reachable by
+// its original name (KBUS-SPEC.md §12.1, §12.2).
+TEST_F(CApiTest, ProgramRelyingOnTheOriginalIncludesWorksAsCAndCxx) {
+  for (const char* prog : {ORIGINAL_INCLUDES_PATH, ORIGINAL_INCLUDES_CXX_PATH}) {
+    auto r = run({prog, "1"});
+    EXPECT_EQ(r.exit_code, 0) << prog << "\n" << r.out << r.err;
+    EXPECT_NE(r.out.find("original includes: ok"), std::string::npos) << prog << "\n" << r.out;
+  }
+  // A bus that does not exist: the program reports the errno by strerror.
+  auto missing = run({ORIGINAL_INCLUDES_PATH, "7"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.out.find("kbus_ksock_open failed: -2 No such file or directory"),
+            std::string::npos)
+      << missing.out;
+}
+
+TEST_F(CApiTest, LinuxKbusDefnsHeaderByItsOriginalName) {
+  auto r = run({ORIGINAL_DEFNS_PATH});
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "linux/kbus_defns.h: ok\n");
+}
+
 }  // namespace
 }  // namespace kbus::test

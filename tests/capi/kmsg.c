@@ -8,13 +8,7 @@
  *   cc kmsg.c $(pkg-config --cflags --libs kbus)
  * (tests/install does exactly that).
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
+/* Only kbus.h, as the original: it brings errno, strerror, struct timeval ... */
 #include <libkbus/kbus.h>
 
 static int verbose = 0;

@@ -8,13 +8,7 @@
  * It uses only <libkbus/kbus.h> and builds unchanged with
  *   cc kspeed.c $(pkg-config --cflags --libs kbus)
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/time.h>
-
+/* Only kbus.h, as the original: it brings errno, strerror, struct timeval ... */
 #include <libkbus/kbus.h>
 
 #define ROUND 1000

@@ -94,6 +94,7 @@ TEST_F(InstallTest, InstallsEveryPart) {
       std::string(KBUS_BINDIR) + "/kbus",
       std::string(KBUS_INCLUDEDIR) + "/libkbus/kbus.h",
       std::string(KBUS_INCLUDEDIR) + "/libkbus/kbus_defns.h",
+      std::string(KBUS_INCLUDEDIR) + "/libkbus/linux/kbus_defns.h",
       std::string(KBUS_INCLUDEDIR) + "/kbus/ksock.hpp",
       std::string(KBUS_INCLUDEDIR) + "/kbus/message.hpp",
       std::string(KBUS_INCLUDEDIR) + "/kbus/errors.hpp",
@@ -258,6 +259,16 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
       {"outside_c", std::string(KBUS_CC) + " " + quote(src + "/install/outside.c") + " " + flags},
       {"kmsg", std::string(KBUS_CC) + " " + quote(src + "/capi/kmsg.c") + " " + flags},
       {"kspeed", std::string(KBUS_CC) + " " + quote(src + "/capi/kspeed.c") + " " + flags},
+      // Programs written as the original utilities were, relying on
+      // <libkbus/kbus.h> for the includes the original header made; the
+      // same C source through the C++ compiler; <linux/kbus_defns.h>.
+      {"original_includes",
+       std::string(KBUS_CC) + " " + quote(src + "/capi/original_includes.c") + " " + flags},
+      {"original_includes_cxx",
+       std::string(KBUS_CXX) + " -x c++ " + quote(src + "/capi/original_includes.c") + " -x none " +
+           flags},
+      {"original_defns",
+       std::string(KBUS_CC) + " " + quote(src + "/capi/original_defns.c") + " " + flags},
       {"outside_cxx",
        std::string(KBUS_CXX) + " -std=c++20 " + quote(src + "/install/outside.cpp") + " " + flags},
       // The static library is self-contained, with the C++ runtime.
@@ -278,6 +289,13 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
     EXPECT_EQ(r.exit_code, 0) << prog << r.out << r.err;
     EXPECT_NE(r.out.find("outside C: ok"), std::string::npos) << prog << r.out;
   }
+  for (const char* prog : {"original_includes", "original_includes_cxx"}) {
+    auto r = run_process({kWork + "/" + prog}, run_env(d), {}, 60s);
+    EXPECT_EQ(r.exit_code, 0) << prog << r.out << r.err;
+    EXPECT_NE(r.out.find("original includes: ok"), std::string::npos) << prog << r.out;
+  }
+  auto defns = run_process({kWork + "/original_defns"}, run_env(d), {}, 60s);
+  EXPECT_EQ(defns.out, "linux/kbus_defns.h: ok\n");
   auto cxx = run_process({kWork + "/outside_cxx"}, run_env(d), {}, 60s);
   EXPECT_EQ(cxx.exit_code, 0) << cxx.out << cxx.err;
   EXPECT_NE(cxx.out.find("caught ENOENT\noutside C++: ok"), std::string::npos) << cxx.out;

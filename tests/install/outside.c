@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include <libkbus/kbus.h>
+/* The original's own name for the layout header: reachable through
+ * pkg-config and find_package(kbus) alike (KBUS-SPEC.md §12.1). */
+#include <linux/kbus_defns.h>
 
 #define TRY(call)                                                       \
 	do {                                                            \
