@@ -97,7 +97,14 @@ struct KBUS_EXPORT Message {
   // The original Python str() form (KBUS-SPEC.md §11.3), Python 3 style
   // data (b'...'), e.g. <Announcement '$.Actor.Speak', id=[0:338], from=113, data=b'Ahem'>
   std::string to_string() const;
+  // The same, with data as the original's tools and the talk print it:
+  // data='Ahem' (no b prefix), non-printable bytes escaped (\n, \xNN), e.g.
+  // <Announcement '$.Actor.Speak', id=[0:338], from=113, data='Ahem'>.
+  std::string to_text() const;
   friend bool operator==(const Message&, const Message&) = default;
+
+ private:
+  std::string describe(bool bytes_prefix) const;
 };
 
 // Builders in the manner of the original libraries.

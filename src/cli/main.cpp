@@ -70,7 +70,7 @@ void print_line(const std::string& line) {
 }
 
 void print_message(const Message& m, bool json) {
-  print_line(json ? message_to_json(m) : m.to_string());
+  print_line(json ? message_to_json(m) : m.to_text());
 }
 
 std::string read_all_stdin() {

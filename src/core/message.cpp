@@ -21,12 +21,14 @@ std::uint32_t get32(const char* p) {
   return v;
 }
 
-// Python's repr() of a bytes object.
-std::string python_bytes_repr(std::string_view b) {
+// Python's repr() of a bytes object (b'...'), or with `bytes_prefix` false
+// the Python 2 repr of the same str ('...'), as the original's tools and the
+// talk print data: the same quoting and escapes, no "b".
+std::string python_bytes_repr(std::string_view b, bool bytes_prefix = true) {
   const bool has_single = b.find('\'') != std::string_view::npos;
   const bool has_double = b.find('"') != std::string_view::npos;
   const char quote = (has_single && !has_double) ? '"' : '\'';
-  std::string out = "b";
+  std::string out = bytes_prefix ? "b" : "";
   out += quote;
   static const char* hex = "0123456789abcdef";
   for (unsigned char c : b) {
@@ -75,7 +77,10 @@ std::string Message::kind() const {
   return "Announcement";
 }
 
-std::string Message::to_string() const {
+std::string Message::to_string() const { return describe(true); }
+std::string Message::to_text() const { return describe(false); }
+
+std::string Message::describe(bool bytes_prefix) const {
   const std::string k = kind();
   std::vector<std::string> parts;
   if (k != "ReplierBindEvent") parts.push_back("'" + name + "'");
@@ -106,10 +111,10 @@ std::string Message::to_string() const {
       parts.push_back(std::string("[") + (ev->is_bind ? "Bind" : "Unbind") + " '" + ev->name +
                       "' for " + std::to_string(ev->binder) + "]");
     } else if (!data.empty()) {
-      parts.push_back("data=" + python_bytes_repr(data));
+      parts.push_back("data=" + python_bytes_repr(data, bytes_prefix));
     }
   } else if (!data.empty()) {
-    parts.push_back("data=" + python_bytes_repr(data));
+    parts.push_back("data=" + python_bytes_repr(data, bytes_prefix));
   }
   std::string out = "<" + k;
   for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? ", " : " ") + parts[i];

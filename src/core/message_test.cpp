@@ -366,6 +366,31 @@ TEST(MessageTest, ToStringExamples) {
   EXPECT_EQ(e.to_string(), "<ReplierBindEvent id=[0:7], flags=0x204 (SYN,aFL), [Bind '$.Fred' for 3]>");
 }
 
+// §11.3: the original's (Python 2) str() form, which the talk shows and the
+// CLI prints: data='Ahem', the same quoting and escapes, no b prefix.
+TEST(MessageTest, ToTextIsTheTalkForm) {
+  Message a;
+  a.name = "$.Actor.Speak";
+  a.data = "Ahem";
+  a.hdr.id = {0, 338};
+  a.hdr.from = 113;
+  EXPECT_EQ(a.to_text(), "<Announcement '$.Actor.Speak', id=[0:338], from=113, data='Ahem'>");
+  a.data = std::string("it's\n\x01\xff", 7);
+  EXPECT_EQ(a.to_text(),
+            "<Announcement '$.Actor.Speak', id=[0:338], from=113, data=\"it's\\n\\x01\\xff\">");
+  a.data = "say \"hi\" it's";
+  EXPECT_EQ(a.to_text(),
+            "<Announcement '$.Actor.Speak', id=[0:338], from=113, data='say \"hi\" it\\'s'>");
+  a.data.clear();
+  EXPECT_EQ(a.to_text(), "<Announcement '$.Actor.Speak', id=[0:338], from=113>");
+  Message e;
+  e.name = "$.KBUS.ReplierBindEvent";
+  e.hdr.id = {0, 7};
+  e.hdr.flags = 0x204;
+  e.data = encode_replier_bind_event({true, 3, "$.Fred"});
+  EXPECT_EQ(e.to_text(), e.to_string());
+}
+
 // §11.5 reply_to: requires WANT_A_REPLY and WANT_YOU_TO_REPLY; to = from,
 // in_reply_to = id; the request's data and flags are not copied.
 TEST(MessageTest, MakeReply) {
