@@ -164,8 +164,42 @@ class _MessageHeaderStruct(ctypes.Structure):
                 ('name_len', ctypes.c_uint32),
                 ('data_len', ctypes.c_uint32),
                 ('name', ctypes.c_char_p),
-                ('data', ctypes.c_void_p),
+                ('data', ctypes.POINTER(ctypes.c_uint8)),
                 ('end_guard', ctypes.c_uint32)]
+
+    # The field types are the original module's (``name`` a c_char_p,
+    # ``data`` a POINTER(c_uint8)), so a header can be built from those.
+    # Two headers are equal when every field is: the name by its bytes, the
+    # data by the data_len bytes it points at (NULL is no bytes).
+    _SCALARS = ('start_guard', 'to', 'from_', 'extra', 'flags', 'name_len',
+                'data_len', 'end_guard')
+
+    def _data_bytes(self):
+        addr = ctypes.cast(self.data, ctypes.c_void_p).value
+        if not addr or not self.data_len:
+            return b''
+        return ctypes.string_at(addr, self.data_len)
+
+    def _key(self):
+        return (tuple(getattr(self, f) for f in self._SCALARS),
+                (self.id.network_id, self.id.serial_num),
+                (self.in_reply_to.network_id, self.in_reply_to.serial_num),
+                (self.orig_from.network_id, self.orig_from.local_id),
+                (self.final_to.network_id, self.final_to.local_id),
+                self.name)
+
+    def __eq__(self, other):
+        if not isinstance(other, _MessageHeaderStruct):
+            return NotImplemented
+        return (self._key() == other._key() and
+                self._data_bytes() == other._data_bytes())
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self):
+        return hash(self._key())
 
 
 MSG_HEADER_LEN = ctypes.sizeof(_MessageHeaderStruct)
@@ -361,11 +395,11 @@ def _pointy_header(name_b, data_b, id, in_reply_to, to, from_, orig_from,
     if data_b:
         ptr = ctypes.c_char_p(data_b)
         hdr._data_ref = ptr     # ...and we keep one to the data
-        hdr.data = _c_void_p_from_buffer(ptr).value
+        hdr.data = ctypes.cast(ptr, _U8_PTR)
     return hdr
 
 
-_c_void_p_from_buffer = ctypes.c_void_p.from_buffer
+_U8_PTR = ctypes.POINTER(ctypes.c_uint8)
 
 
 def message_from_parts(id, in_reply_to, to, from_, orig_from, final_to,

@@ -62,6 +62,51 @@ def test_header_struct_layout():
     assert ctypes.sizeof(H) == km.MSG_HEADER_LEN
 
 
+def test_header_struct_field_types_are_the_originals():
+    """KBUS-SPEC.md 11.3 / 3.1: the original module's private ctypes header
+    has ``name`` as c_char_p and ``data`` as POINTER(c_uint8), so its suite
+    can build a header from those types."""
+    H = km._MessageHeaderStruct
+    types = dict(H._fields_)
+    assert types['name'] is ctypes.c_char_p
+    assert types['data'] is ctypes.POINTER(ctypes.c_uint8)
+    data = (ctypes.c_uint8 * 4)(1, 2, 3, 4)
+    h = H(km._START_GUARD, MessageId(0, 0), MessageId(0, 0), 0, 0,
+          OrigFrom(0, 0), OrigFrom(0, 0), 0, 0, 6, 4, b'$.Fred',
+          ctypes.cast(data, ctypes.POINTER(ctypes.c_uint8)), km._END_GUARD)
+    assert h.name == b'$.Fred'
+    assert [h.data[i] for i in range(4)] == [1, 2, 3, 4]
+    # A pointy Message made from such a header sends what it points at.
+    assert ctypes.string_at(ctypes.cast(h.data, ctypes.c_void_p).value, 4) == bytes([1, 2, 3, 4])
+
+
+def test_equal_header_structs_compare_equal():
+    """Two headers with the same fields are equal (the original suite
+    compares headers it built with headers read back)."""
+    a = km.message_from_parts(MessageId(1, 2), None, 3, 4, None,
+                              OrigFrom(5, 6), 0x10, '$.Fred', b'dada')
+    b = km.message_from_parts(MessageId(1, 2), None, 3, 4, None,
+                              OrigFrom(5, 6), 0x10, '$.Fred', b'dada')
+    assert a is not b
+    assert a == b and not (a != b)
+    assert hash(a) == hash(b)
+    # Each field counts: the id, a scalar, the name and the data bytes.
+    for other in (km.message_from_parts(MessageId(1, 3), None, 3, 4, None,
+                                        OrigFrom(5, 6), 0x10, '$.Fred', b'dada'),
+                  km.message_from_parts(MessageId(1, 2), None, 9, 4, None,
+                                        OrigFrom(5, 6), 0x10, '$.Fred', b'dada'),
+                  km.message_from_parts(MessageId(1, 2), None, 3, 4, None,
+                                        OrigFrom(5, 6), 0x10, '$.Jim', b'dada'),
+                  km.message_from_parts(MessageId(1, 2), None, 3, 4, None,
+                                        OrigFrom(5, 6), 0x10, '$.Fred', b'dado')):
+        assert a != other and not (a == other)
+    # No data on either side: equal.
+    c = km.message_from_parts(None, None, 0, 0, None, None, 0, '$.Fred', None)
+    d = km.message_from_parts(None, None, 0, 0, None, None, 0, '$.Fred', None)
+    assert c == d
+    assert (a == 'not a header') is False
+
+
 def test_struct_bytes_helpers():
     h = km.message_from_parts(MessageId(1, 2), None, 3, 4, None,
                               OrigFrom(5, 6), 0x10, '$.Fred', b'dada')
@@ -386,7 +431,8 @@ def test_to_bytes_from_bytes():
     assert e.is_entire()
     assert isinstance(e.msg, km._EntireMessageStructBaseclass)
     assert ctypes.sizeof(e.msg) == len(b)
-    assert e.msg.header.name is None and e.msg.header.data is None
+    # NULL pointers: name None (c_char_p), data a NULL POINTER(c_uint8).
+    assert e.msg.header.name is None and not e.msg.header.data
     assert e.to_bytes() == b
     assert e == m
     assert e.total_length() == len(b)
@@ -398,7 +444,7 @@ def test_to_bytes_from_bytes():
     # the pointy header really points at name and data
     assert m.msg.name == b'$.Fred'
     assert ctypes.string_at(m.msg.data, 7) == b'1234567'
-    assert n.msg.data is None
+    assert not n.msg.data   # a NULL POINTER(c_uint8)
 
 
 def test_from_bytes_errors():
@@ -626,7 +672,7 @@ def test_message_from_parts_is_pointy():
     assert h.data and h.data_len == 4
     assert ctypes.string_at(h.data, 4) == b'dada'
     h = kbus.message_from_parts(None, None, 0, 0, None, None, 0, '$.Fred', None)
-    assert h.data is None and h.data_len == 0
+    assert not h.data and h.data_len == 0   # a NULL POINTER(c_uint8)
     h = kbus.message_from_parts(None, None, 0, 0, None, None, 0, '$.Fred',
                                 '\u00e9', 'latin-1', 'strict')
     assert ctypes.string_at(h.data, 1) == b'\xe9'

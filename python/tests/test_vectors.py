@@ -125,7 +125,8 @@ def test_pointy_header(header_len):
         assert hdr[off:off + ptr] != bytes(ptr)
         assert hdr[off + ptr:off + 2 * ptr] != bytes(ptr)
         h = km._struct_from_bytes(km._MessageHeaderStruct, vec)
-        assert (h.name_len, h.data_len, h.data) == (6, 4, 2)
+        assert (h.name_len, h.data_len) == (6, 4)
+        assert ctypes.cast(h.data, ctypes.c_void_p).value == 2   # the vector's pointer value
         # an entire message read from KBUS is written as a pointy header too
         e = Message.from_bytes(V['entire_fred_dada_h%d' % H])
         hdr = e._pointy_bytes()
