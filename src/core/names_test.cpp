@@ -125,3 +125,52 @@ TEST(NamesTest, CaseSensitive) {
 
 }  // namespace
 }  // namespace kbus::core
+
+namespace kbus::core {
+namespace {
+
+// §2.1/§2.2: name_problem() says which rule a name breaks, and is empty
+// exactly when is_valid_name() holds (and, for sending, the name is not a
+// wildcard).
+TEST(NamesTest, NameProblemSaysWhichRuleIsBroken) {
+  EXPECT_EQ(name_problem("", false), "it is empty");
+  EXPECT_EQ(name_problem("Hello", false),
+            "it does not start with \"$.\" (names look like $.Sensors.Kitchen)");
+  EXPECT_EQ(name_problem("$.", false), "it has nothing after \"$.\"");
+  EXPECT_EQ(name_problem("$.Fred.", false), "it ends with a dot");
+  EXPECT_EQ(name_problem("$.Fred..Jim", false), "component 2 is empty (\"..\")");
+  EXPECT_EQ(name_problem("$.Fre_d", false),
+            "'_' at offset 5: a name has only letters, digits and dots");
+  EXPECT_EQ(name_problem(std::string("$.A\x01", 4), false),
+            "byte 0x01 at offset 3: a name has only letters, digits and dots");
+  EXPECT_EQ(name_problem("$.Fred*", false),
+            "'*' at offset 6: a wildcard must be the whole last component ($.A.* or $.A.%)");
+  EXPECT_EQ(name_problem(std::string(1001, 'a'), false),
+            "it is 1001 bytes long; the limit is 1000");
+  EXPECT_EQ(name_problem("$.Fred.*", false), "");
+  EXPECT_EQ(name_problem("$.Fred.*", true),
+            "it is a wildcard: a message is sent to one name, and only bindings may use * or %");
+  EXPECT_EQ(name_problem("$.%", true),
+            "it is a wildcard: a message is sent to one name, and only bindings may use * or %");
+  for (std::string_view ok : {"$.a", "$.*", "$.%", "$.Fred.Jim", "$.A1.b2.%"}) {
+    EXPECT_EQ(name_problem(ok, false), "") << ok;
+  }
+  // Agrees with the kernel algorithm on every short name over a small alphabet.
+  const std::string alphabet = "$.a*%_";
+  for (int len = 0; len <= 5; ++len) {
+    std::string s(static_cast<std::size_t>(len), ' ');
+    int combos = 1;
+    for (int i = 0; i < len; ++i) combos *= static_cast<int>(alphabet.size());
+    for (int k = 0; k < combos; ++k) {
+      int v = k;
+      for (int i = 0; i < len; ++i) {
+        s[static_cast<std::size_t>(i)] = alphabet[static_cast<std::size_t>(v) % alphabet.size()];
+        v /= static_cast<int>(alphabet.size());
+      }
+      EXPECT_EQ(name_problem(s, false).empty(), is_valid_name(s)) << s;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kbus::core
