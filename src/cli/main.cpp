@@ -2,18 +2,21 @@
 // (STYLE.md 12).
 //
 //   kbus send     [-b BUS] [--urgent] [--all-or-fail|--all-or-wait] NAME [DATA|-]
-//   kbus listen   [-b BUS] [--count N] [--json] NAME...
+//   kbus listen   [-b BUS] [--count N] [--json] [-t] [--max-messages N] NAME...
 //   kbus request  [-b BUS] [--timeout S] [--to ID] [--json] NAME [DATA|-]
 //   kbus reply    [-b BUS] [--count N] [--json] NAME (DATA | --exec CMD)
-//   kbus bindings | stats | new-device   [-b BUS]
+//   kbus bindings | stats   [-b BUS] [--json | --raw]
+//   kbus new-device [-b BUS]      kbus max-size [-b BUS] [SIZE]
 //   kbus errno    N | NAME | --list
 //   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
+//   kbus help     [COMMAND]
 //
 // Every command takes -b/--bus (default 0) and -d/--dir (default: $KBUS_DIR,
 // then the protocol's default directory). Exit status: 0 success; 1 a KBUS
-// operation failed (the errno name and its KBUS meaning go to stderr) or the
-// reply timed out; 2 bad usage; 3 `request` got a Status message instead of
-// a Reply (the Status is printed).
+// operation failed (the errno name and what went wrong, naming the name,
+// limit or socket path and how to fix it, go to stderr: cli/explain.hpp) or
+// the reply timed out; 2 bad usage; 3 `request` got a Status message instead
+// of a Reply (the Status is printed).
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -23,13 +26,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "cli/explain.hpp"
 #include "cli/json_output.hpp"
+#include "cli/reports.hpp"
 #include "cli/shell_command.hpp"
 #include "cli/stop_signals.hpp"
 #include "kbus/errors.hpp"
@@ -52,15 +58,84 @@ constexpr int kExitStatusMessage = 3;
 struct Common {
   int bus = 0;
   std::string dir;
+  bool bus_given = false;  // -b was on the command line
 };
 
-// "kbus send: EADDRNOTAVAIL: <KBUS meaning, or the system's text>"
-int report_failure(const std::string& what, int err) {
-  std::string meaning = kbus_meaning(err);
-  if (meaning.empty()) meaning = std::strerror(err);
-  std::fprintf(stderr, "kbus %s: %s: %s\n", what.c_str(), errno_name(err).c_str(),
-               meaning.c_str());
+// The name of the Reply `kbus reply --exec` sends when its command fails
+// (docs/decisions.md D15): a Status to `kbus request`.
+constexpr const char* kCommandFailedName = "$.KBUS.Replier.CommandFailed";
+
+// "kbus send: EADDRNOTAVAIL: nobody is bound as replier for '$.Fred' on bus 0 ..."
+// (cli/explain.hpp: the errno's name, then what went wrong and how to fix it).
+int report_failure(const std::string& what, int err, const Context& ctx = {}) {
+  std::fprintf(stderr, "kbus %s: %s\n", what.c_str(), explain(err, ctx).c_str());
   return kExitFailure;
+}
+
+std::string bus_path(const Common& c) {
+  return (c.dir.empty() ? default_bus_dir() : c.dir) + "/kbus" + std::to_string(c.bus);
+}
+
+Context context(const Common& c, Context::Step step, std::string name = {}) {
+  Context ctx;
+  ctx.step = step;
+  ctx.bus = c.bus;
+  ctx.path = bus_path(c);
+  ctx.name = std::move(name);
+  return ctx;
+}
+
+// Thrown when a command cannot go on; run() prints it and exits 1.
+struct CommandFailed {
+  int exit_code;
+};
+
+// Opens the Ksock, or says why not (no bus, no daemon, no permission) and
+// names the socket path.
+Ksock open_or_fail(const Common& c, Mode mode, const std::string& what) {
+  auto k = Ksock::try_open(c.bus, mode, c.dir);
+  if (!k) throw CommandFailed{report_failure(what, to_errno(k.error()), context(c, Context::Step::kOpen))};
+  return std::move(*k);
+}
+
+// Binds, or says why not: the name's problem, who already replies ...
+void bind_or_fail(Ksock& k, const Common& c, const std::string& name, bool replier,
+                  const std::string& what) {
+  auto r = k.try_bind(name, replier);
+  if (r) return;
+  Context ctx = context(c, Context::Step::kBind, name);
+  ctx.replier = replier;
+  if (r.error() == Errc::eaddrinuse) {
+    auto holder = k.try_find_replier(name);
+    if (holder && *holder) {
+      ctx.holder = "Ksock " + std::to_string(**holder);
+      if (auto report = k.try_bindings_report()) {
+        for (const auto& b : parse_bindings(*report)) {
+          if (b.bus == static_cast<std::uint32_t>(c.bus) && b.ksock == **holder) {
+            ctx.holder += " of process " + std::to_string(b.pid) + " (" + process_name(b.pid) + ")";
+            break;
+          }
+        }
+      }
+    }
+  }
+  throw CommandFailed{report_failure(what + ": bind " + name, to_errno(r.error()), ctx)};
+}
+
+// The context of a failed send of `m`: its size and the bus's limits for
+// EMSGSIZE, whether it was a Request for EADDRNOTAVAIL.
+Context send_context(Ksock& k, const Common& c, const Message& m, Errc err) {
+  Context ctx = context(c, Context::Step::kSend, m.name);
+  ctx.request = m.is_request();
+  ctx.entire_len = static_cast<std::uint32_t>(std::min<std::uint64_t>(
+      entire_len(kNativeHeaderLen, static_cast<std::uint32_t>(m.name.size()),
+                 static_cast<std::uint32_t>(m.data.size())),
+      0xFFFFFFFFu));
+  if (err == Errc::emsgsize) {
+    if (auto lim = k.try_max_message_size()) ctx.limit = *lim;
+    if (auto abs = k.try_set_max_message_size(1)) ctx.abs_limit = *abs;
+  }
+  return ctx;
 }
 
 void print_line(const std::string& line) {
@@ -93,7 +168,6 @@ std::string data_argument(const std::optional<std::string>& data) {
   return *data;
 }
 
-Ksock open_or_throw(const Common& c, Mode mode) { return Ksock::open(c.bus, mode, c.dir); }
 
 // Waits until the Ksock is readable or a stop signal arrives; returns false
 // on a stop signal or when `deadline` has passed.
@@ -124,7 +198,7 @@ bool wait_readable(const Ksock& k, const StopSignals& stop,
 
 int cmd_send(const Common& c, const std::string& name, const std::optional<std::string>& data,
              bool urgent, bool all_or_fail, bool all_or_wait) {
-  Ksock k = open_or_throw(c, Mode::read_write);
+  Ksock k = open_or_fail(c, Mode::read_write, "send");
   std::uint32_t flags = 0;
   if (urgent) flags |= flag::kUrgent;
   if (all_or_fail) flags |= flag::kAllOrFail;
@@ -147,37 +221,82 @@ int cmd_send(const Common& c, const std::string& name, const std::optional<std::
     print_line(k.last_sent().to_string());
     return kExitOk;
   }
-  if (!id) return report_failure("send", to_errno(id.error()));
+  if (!id) return report_failure("send", to_errno(id.error()), send_context(k, c, m, id.error()));
   print_line(id->to_string());
   return kExitOk;
 }
 
-int cmd_listen(const Common& c, const std::vector<std::string>& names, long count, bool json) {
-  Ksock k = open_or_throw(c, Mode::read);
-  for (const auto& n : names) {
-    auto r = k.try_bind(n);
-    if (!r) return report_failure("listen: bind " + n, to_errno(r.error()));
+// "2026-12-03T13:05:01.123456Z", UTC.
+std::string timestamp_now() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  std::tm t{};
+  ::gmtime_r(&ts.tv_sec, &t);
+  char buf[64];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
+  std::snprintf(buf + n, sizeof buf - n, ".%06ldZ", ts.tv_nsec / 1000);
+  return buf;
+}
+
+struct ListenOptions {
+  long count = 0;
+  bool json = false;
+  bool timestamps = false;
+  std::uint32_t max_messages = 1000;  // the Ksock's queue (MAXMSGS); 0: the bus default
+};
+
+void print_received(const Message& m, const ListenOptions& o) {
+  if (!o.timestamps) return print_message(m, o.json);
+  const std::string t = timestamp_now();
+  if (o.json) {
+    std::string j = message_to_json(m);
+    print_line("{\"time\":\"" + t + "\"," + j.substr(1));
+  } else {
+    print_line(t + " " + m.to_text());
   }
+}
+
+int cmd_listen(const Common& c, const std::vector<std::string>& names, const ListenOptions& o) {
+  Ksock k = open_or_fail(c, Mode::read, "listen");
+  if (o.max_messages) {
+    auto r = k.try_set_max_messages(o.max_messages);
+    if (!r) return report_failure("listen: --max-messages", to_errno(r.error()), context(c, Context::Step::kOther));
+  }
+  const std::uint32_t limit = k.max_messages();
+  for (const auto& n : names) bind_or_fail(k, c, n, false, "listen");
   StopSignals stop;
   long got = 0;
-  while (count <= 0 || got < count) {
+  while (o.count <= 0 || got < o.count) {
     if (!wait_readable(k, stop, std::nullopt)) break;
-    auto m = k.try_read_next_msg();
-    if (!m) return report_failure("listen", to_errno(m.error()));
-    if (!*m) continue;
-    print_message(**m, json);
-    ++got;
+    std::uint32_t want = limit ? limit : 1;
+    if (o.count > 0) want = static_cast<std::uint32_t>(std::min<long>(want, o.count - got));
+    auto batch = k.try_read_msgs(want);
+    if (!batch) return report_failure("listen", to_errno(batch.error()), context(c, Context::Step::kOther));
+    if (limit && batch->size() >= limit) {
+      // The queue held all it may: KBUS drops what a full listener cannot
+      // take (KBUS-SPEC.md §5.2), so messages may have been missed.
+      std::fprintf(stderr,
+                   "kbus listen: the queue was full (%u messages): messages sent meanwhile may "
+                   "have been missed; raise --max-messages\n",
+                   limit);
+    }
+    for (const Message& m : *batch) {
+      print_received(m, o);
+      ++got;
+    }
   }
   return kExitOk;
 }
 
 int cmd_request(const Common& c, const std::string& name, const std::optional<std::string>& data,
                 double timeout_s, std::optional<std::uint32_t> to, bool json) {
-  Ksock k = open_or_throw(c, Mode::read_write);
+  Ksock k = open_or_fail(c, Mode::read_write, "request");
   Message m = make_request(name, data_argument(data));
   if (to) m.hdr.to = *to;
   auto id = k.try_send_msg(m);
-  if (!id) return report_failure("request", to_errno(id.error()));
+  if (!id) {
+    return report_failure("request", to_errno(id.error()), send_context(k, c, m, id.error()));
+  }
   StopSignals stop;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (timeout_s > 0) {
@@ -193,7 +312,7 @@ int cmd_request(const Common& c, const std::string& name, const std::optional<st
       return report_failure("request", ETIMEDOUT);
     }
     auto r = k.try_read_next_msg();
-    if (!r) return report_failure("request", to_errno(r.error()));
+    if (!r) return report_failure("request", to_errno(r.error()), context(c, Context::Step::kOther));
     if (!*r) continue;
     const Message& got = **r;
     if (got.hdr.in_reply_to != *id) continue;  // not the answer we wait for
@@ -204,20 +323,20 @@ int cmd_request(const Common& c, const std::string& name, const std::optional<st
 
 int cmd_reply(const Common& c, const std::string& name, const std::optional<std::string>& data,
               const std::optional<std::string>& exec, long count, bool json) {
-  Ksock k = open_or_throw(c, Mode::read_write);
-  auto b = k.try_bind(name, true);
-  if (!b) return report_failure("reply: bind " + name, to_errno(b.error()));
+  Ksock k = open_or_fail(c, Mode::read_write, "reply");
+  bind_or_fail(k, c, name, true, "reply");
   StopSignals stop;
   long answered = 0;
   while (count <= 0 || answered < count) {
     if (!wait_readable(k, stop, std::nullopt)) break;
     auto r = k.try_read_next_msg();
-    if (!r) return report_failure("reply", to_errno(r.error()));
+    if (!r) return report_failure("reply", to_errno(r.error()), context(c, Context::Step::kOther));
     if (!*r) continue;
     const Message& req = **r;
     print_message(req, json);
     if (!req.wants_us_to_reply()) continue;
     std::string answer;
+    std::optional<std::string> failed;  // why --exec gave no answer
     if (exec) {
       CommandResult out;
       std::vector<std::pair<std::string, std::string>> env = {
@@ -225,23 +344,34 @@ int cmd_reply(const Common& c, const std::string& name, const std::optional<std:
           {"KBUS_MSG_ID", req.hdr.id.to_string()},
           {"KBUS_MSG_FROM", std::to_string(req.hdr.from)}};
       if (!run_shell_command(*exec, req.data, env, out)) {
-        report_failure("reply: --exec", errno);
+        failed = std::string("could not run the command: ") + std::strerror(errno);
       } else if (out.exit_status != 0) {
-        std::fprintf(stderr, "kbus reply: command exited with status %d\n", out.exit_status);
+        failed = "the command exited with status " + std::to_string(out.exit_status);
       }
       answer = std::move(out.out);
+      // As the shell's $(...): the output without its trailing newlines.
+      while (!answer.empty() && answer.back() == '\n') answer.pop_back();
     } else {
       answer = data.value_or("");
     }
     auto rep = make_reply(req, answer);
     if (!rep) {
-      report_failure("reply", to_errno(rep.error()));
+      report_failure("reply", to_errno(rep.error()), context(c, Context::Step::kOther));
       continue;
+    }
+    if (failed) {
+      // Not an empty "success": the requester gets a Reply it can tell
+      // apart, named $.KBUS.Replier.CommandFailed (a Status to `kbus
+      // request`, exit 3), whose data says what happened (docs/decisions.md).
+      std::fprintf(stderr, "kbus reply: --exec for %s: %s\n", req.hdr.id.to_string().c_str(),
+                   failed->c_str());
+      rep->name = kCommandFailedName;
+      rep->data = *failed;
     }
     auto sent = k.try_send_msg(*rep);
     if (!sent) {
       // The requester may have gone; keep serving the others.
-      report_failure("reply: send", to_errno(sent.error()));
+      report_failure("reply: send", to_errno(sent.error()), send_context(k, c, *rep, sent.error()));
       continue;
     }
     ++answered;
@@ -249,16 +379,50 @@ int cmd_reply(const Common& c, const std::string& name, const std::optional<std:
   return kExitOk;
 }
 
-int cmd_report(const Common& c, bool stats) {
-  Ksock k = open_or_throw(c, Mode::read);
+enum class ReportForm { kText, kJson, kRaw };
+
+int cmd_report(const Common& c, bool stats, ReportForm form) {
+  Ksock k = open_or_fail(c, Mode::read, stats ? "stats" : "bindings");
   std::string text = stats ? k.stats_report() : k.bindings_report();
-  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::optional<std::uint32_t> only;
+  if (c.bus_given) only = static_cast<std::uint32_t>(c.bus);
+  std::string out;
+  switch (form) {
+    case ReportForm::kRaw:
+      out = raw_for_bus(text, stats, only);
+      break;
+    case ReportForm::kJson:
+      out = stats ? stats_json(parse_stats(text), only) : bindings_json(parse_bindings(text), only);
+      break;
+    case ReportForm::kText:
+      out = stats ? stats_text(parse_stats(text), only) : bindings_text(parse_bindings(text), only);
+      break;
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
   return kExitOk;
 }
 
+// MAXMSGSIZE (KBUS-SPEC.md §4.6): print the bus's limit, or set it.
+int cmd_max_size(const Common& c, std::optional<std::uint32_t> size) {
+  Ksock k = open_or_fail(c, Mode::read, "max-size");
+  if (!size) {
+    print_line(std::to_string(k.max_message_size()));
+    return kExitOk;
+  }
+  auto r = k.try_set_max_message_size(*size);
+  if (!r) {
+    auto abs = k.try_set_max_message_size(1);
+    std::fprintf(stderr, "kbus max-size: EINVAL: %u is not a size bus %d can take: give 100 .. %s\n",
+                 *size, c.bus, abs ? std::to_string(*abs).c_str() : "its absolute maximum");
+    return kExitFailure;
+  }
+  print_line(std::to_string(*r));
+  return kExitOk;
+}
+
 int cmd_new_device(const Common& c) {
-  Ksock k = open_or_throw(c, Mode::read);
+  Ksock k = open_or_fail(c, Mode::read, "new-device");
   print_line(std::to_string(k.new_device()));
   return kExitOk;
 }
@@ -324,11 +488,11 @@ void add_common(CLI::App* sub, Common& c) {
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"kbus: send, listen, request and reply on a KBUS bus served by kbusd"};
+  CLI::App app{"kbus: send, listen, request and reply on a KBUS bus served by kbusd", "kbus"};
   app.set_version_flag("--version", std::string("kbus ") + KBUS_VERSION);
   app.require_subcommand(1);
   app.footer(
-      "Exit status: 0 success, 1 a KBUS operation failed (errno and KBUS meaning on stderr) or "
+      "Exit status: 0 success, 1 a KBUS operation failed (errno and what went wrong on stderr) or "
       "timed out, 2 usage, 3 'request' got a Status message instead of a Reply.");
 
   Common common;
@@ -351,10 +515,15 @@ int run(int argc, char** argv) {
   send->add_option("NAME", name, "message name, e.g. $.Sensors.Kitchen")->required();
   send->add_option("DATA", data, "message data; '-' reads it from stdin");
 
+  ListenOptions lo;
   auto* listen = app.add_subcommand("listen", "bind as listener and print each message");
   add_common(listen, common);
   listen->add_option("--count", count, "stop after N messages");
   listen->add_flag("--json", json, "one JSON object per line");
+  listen->add_flag("-t,--timestamps", lo.timestamps, "prefix each message with the UTC time it was printed");
+  listen->add_option("--max-messages", lo.max_messages,
+                     "queue up to N messages for this listener (default 1000; 0: the bus default, 100); "
+                     "KBUS drops what a full queue cannot take, and listen says so");
   listen->add_option("NAME", names, "message names (wildcards allowed)")->required();
 
   auto* request = app.add_subcommand("request", "send a Request and print the Reply");
@@ -375,10 +544,23 @@ int run(int argc, char** argv) {
   auto* data_opt = reply->add_option("DATA", data, "reply data");
   exec_opt->excludes(data_opt);
 
-  auto* bindings = app.add_subcommand("bindings", "print the bindings report of every bus");
+  bool raw = false;
+  auto* bindings = app.add_subcommand(
+      "bindings", "print who is bound to what (every bus, or the one -b names), with process names");
   add_common(bindings, common);
-  auto* stats = app.add_subcommand("stats", "print the stats report of every bus");
+  bindings->add_flag("--json", json, "a JSON array of bindings");
+  bindings->add_flag("--raw", raw, "the original /proc/kbus/bindings text, byte for byte");
+  auto* stats = app.add_subcommand("stats", "print each bus's counters and Ksocks (or the one -b names)");
   add_common(stats, common);
+  stats->add_flag("--json", json, "a JSON array, one object per bus");
+  stats->add_flag("--raw", raw, "the original /proc/kbus/stats text, byte for byte");
+  std::optional<std::uint32_t> max_size;
+  auto* maxsize = app.add_subcommand("max-size", "print the bus's maximum message size, or set it (MAXMSGSIZE)");
+  add_common(maxsize, common);
+  maxsize->add_option("SIZE", max_size, "the new limit in bytes (100 .. the daemon's absolute maximum)");
+  std::optional<std::string> help_topic;
+  auto* help = app.add_subcommand("help", "print the help of the whole tool, or of one command");
+  help->add_option("COMMAND", help_topic, "a command, e.g. send");
   auto* newdev = app.add_subcommand("new-device", "create the next bus and print its number");
   add_common(newdev, common);
 
@@ -399,6 +581,31 @@ int run(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   }
+  for (auto* sub : app.get_subcommands()) {
+    if (sub->get_option_no_throw("--bus") && sub->count("--bus") > 0) common.bus_given = true;
+  }
+  if (help->parsed()) {
+    if (!help_topic) {
+      // (app.help() would show the help of the command parsed: `help`.)
+      std::fputs(app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal).c_str(), stdout);
+      return kExitOk;
+    }
+    CLI::App* topic = nullptr;
+    try {
+      topic = app.get_subcommand(*help_topic);
+    } catch (const CLI::OptionNotFound&) {
+    }
+    if (!topic || topic == help) {
+      std::fprintf(stderr, "kbus help: no command '%s'; the commands are listed by `kbus help`\n",
+                   help_topic->c_str());
+      return kExitUsage;
+    }
+    if (topic->get_name() == "limpet") {
+      return limpet::main_with_args("kbus limpet", {"--help"});
+    }
+    std::fputs(topic->help(app.get_name()).c_str(), stdout);
+    return kExitOk;
+  }
   if (reply->parsed() && !exec && !data) {
     std::fprintf(stderr, "kbus reply: give DATA or --exec CMD\n");
     return kExitUsage;
@@ -406,17 +613,26 @@ int run(int argc, char** argv) {
 
   try {
     if (send->parsed()) return cmd_send(common, name, data, urgent, all_or_fail, all_or_wait);
-    if (listen->parsed()) return cmd_listen(common, names, count, json);
+    if (listen->parsed()) {
+      lo.count = count;
+      lo.json = json;
+      return cmd_listen(common, names, lo);
+    }
     if (request->parsed()) return cmd_request(common, name, data, timeout, to, json);
     if (reply->parsed()) return cmd_reply(common, name, data, exec, count, json);
-    if (bindings->parsed()) return cmd_report(common, false);
-    if (stats->parsed()) return cmd_report(common, true);
+    const ReportForm form = raw ? ReportForm::kRaw : json ? ReportForm::kJson : ReportForm::kText;
+    if (bindings->parsed()) return cmd_report(common, false, form);
+    if (stats->parsed()) return cmd_report(common, true, form);
+    if (maxsize->parsed()) return cmd_max_size(common, max_size);
     if (newdev->parsed()) return cmd_new_device(common);
     if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
     if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
+  } catch (const CommandFailed& f) {
+    return f.exit_code;
   } catch (const Error& e) {
     auto subs = app.get_subcommands();
-    return report_failure(subs.empty() ? "error" : subs.front()->get_name(), e.error_number());
+    return report_failure(subs.empty() ? "error" : subs.front()->get_name(), e.error_number(),
+                          context(common, Context::Step::kOther));
   }
   return kExitUsage;
 }

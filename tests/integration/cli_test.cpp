@@ -3,12 +3,23 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include "integration/fixture.hpp"
 
 namespace kbus::test {
 namespace {
 
 using namespace std::chrono_literals;
+
+// This process's command name, as the CLI shows it beside its pid.
+std::string process_comm() {
+  std::ifstream in("/proc/self/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
 
 class CliTest : public KbusTest {
  protected:
@@ -68,16 +79,46 @@ TEST_F(CliTest, SendOnAnotherBus) {
   EXPECT_EQ(l.num_messages(), 0u);
 }
 
-TEST_F(CliTest, SendFailuresNameTheErrnoAndItsKbusMeaning) {
+// Errors name what went wrong and how to fix it (KBUS-SPEC.md §2.1, §2.2,
+// §4.7, §13.5): the offending name and the rule it breaks, the size limit
+// and how to raise it, the socket path and "is kbusd running?".
+TEST_F(CliTest, SendFailuresSayWhatWentWrongAndHowToFixIt) {
   auto bad = run({"send", "$.Fred.*", "x"});
-  EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.err.find("EBADMSG"), std::string::npos) << bad.err;
-  EXPECT_NE(bad.err.find(kbus_meaning(EBADMSG)), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err,
+            "kbus send: EBADMSG: '$.Fred.*' is not a valid message name: it is a wildcard: a "
+            "message is sent to one name, and only bindings may use * or %\n");
   EXPECT_EQ(bad.out, "");
+  auto hello = run({"send", "Hello", "x"});
+  EXPECT_EQ(hello.err,
+            "kbus send: EBADMSG: 'Hello' is not a valid message name: it does not start with "
+            "\"$.\" (names look like $.Sensors.Kitchen)\n");
+  auto dots = run({"send", "$.Fred..Jim"});
+  EXPECT_EQ(dots.err,
+            "kbus send: EBADMSG: '$.Fred..Jim' is not a valid message name: component 2 is empty "
+            "(\"..\")\n");
+
+  auto big = run({"send", "$.Fred", std::string(2000, 'a')});
+  EXPECT_EQ(big.exit_code, 1);
+  EXPECT_EQ(big.err,
+            "kbus send: EMSGSIZE: the message is " +
+                std::to_string(entire_len(kNativeHeaderLen, 6, 2000)) +
+                " bytes (header, name and data); bus 0 takes at most 1024: raise the limit with "
+                "`kbus max-size -b 0 " +
+                std::to_string(entire_len(kNativeHeaderLen, 6, 2000)) + "` (up to 409600)\n");
+  // ... and that advice works.
+  auto raise = run({"max-size", std::to_string(entire_len(kNativeHeaderLen, 6, 2000))});
+  EXPECT_EQ(raise.exit_code, 0) << raise.err;
+  EXPECT_EQ(run({"send", "$.Fred", std::string(2000, 'a')}).exit_code, 0);
+  auto huge = run({"max-size", "409601"});
+  EXPECT_EQ(huge.exit_code, 1);
+  EXPECT_EQ(huge.err, "kbus max-size: EINVAL: 409601 is not a size bus 0 can take: give 100 .. 409600\n");
 
   auto nobus = run({"send", "-b", "9", "$.Fred"});
-  EXPECT_NE(nobus.exit_code, 0);
-  EXPECT_NE(nobus.err.find("ENOENT"), std::string::npos) << nobus.err;
+  EXPECT_EQ(nobus.exit_code, 1);
+  EXPECT_EQ(nobus.err, "kbus send: ENOENT: no bus 9 at " + daemon_.dir() +
+                           "/kbus9: is kbusd running? Start it (kbusd --dir DIR, --devices N for "
+                           "buses 0..N-1), or point --dir or $KBUS_DIR at the directory it serves\n");
 
   Ksock l = open(0);
   l.bind("$.Full");
@@ -214,9 +255,10 @@ TEST_F(CliTest, StatefulRequestWithTo) {
 
 TEST_F(CliTest, RequestFailuresAndTimeout) {
   auto none = run({"request", "$.Nobody"});
-  EXPECT_NE(none.exit_code, 0);
-  EXPECT_NE(none.err.find("EADDRNOTAVAIL"), std::string::npos) << none.err;
-  EXPECT_NE(none.err.find(kbus_meaning(EADDRNOTAVAIL)), std::string::npos) << none.err;
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_EQ(none.err,
+            "kbus request: EADDRNOTAVAIL: nobody is bound as replier for '$.Nobody' on bus 0 (see "
+            "`kbus bindings -b 0`)\n");
 
   Ksock r = open(0);
   r.bind("$.Slow", true);
@@ -261,12 +303,73 @@ TEST_F(CliTest, ReplyExecRunsACommandOnTheRequestData) {
   EXPECT_EQ(p.wait(), 0);
 }
 
+// A failing command gives no empty "success": the requester gets
+// $.KBUS.Replier.CommandFailed (docs/decisions.md D15); output loses its
+// trailing newlines as with $(...).
+TEST_F(CliTest, ReplyExecFailureIsNotAnEmptySuccess) {
+  SpawnedProcess p(argv({"reply", "$.Cmd", "--exec",
+                         "if [ \"$(cat)\" = fail ]; then exit 3; fi; echo ok; echo"}),
+                   env());
+  ASSERT_TRUE(wait_for_binding(p, "R  $.Cmd"));
+  Ksock s = open(0);
+  Message ok = s.request(make_request("$.Cmd", "go"), 10s);
+  EXPECT_EQ(ok.name, "$.Cmd");
+  EXPECT_EQ(ok.data, "ok");
+  EXPECT_FALSE(ok.is_status());
+  Message failed = s.request(make_request("$.Cmd", "fail"), 10s);
+  EXPECT_EQ(failed.name, "$.KBUS.Replier.CommandFailed");
+  EXPECT_EQ(failed.data, "the command exited with status 3");
+  EXPECT_TRUE(failed.is_status());
+  // `kbus request` shows it as a Status: exit 3.
+  auto req = run({"request", "--timeout", "10", "$.Cmd", "fail"});
+  EXPECT_EQ(req.exit_code, 3) << req.err;
+  EXPECT_NE(req.out.find("<Status '$.KBUS.Replier.CommandFailed'"), std::string::npos) << req.out;
+  p.kill(SIGTERM);
+  EXPECT_EQ(p.wait(), 0);
+}
+
+// --timestamps, --max-messages, and a warning when the queue was full
+// (KBUS-SPEC.md §5.2: a full listener misses messages).
+TEST_F(CliTest, ListenTimestampsQueueSizeAndMissedMessages) {
+  SpawnedProcess p(argv({"listen", "-t", "--max-messages", "3", "--count", "4", "$.Ts"}), env());
+  ASSERT_TRUE(wait_for_binding(p, "L  $.Ts"));
+  Ksock probe = open(2);
+  // The listener's queue limit is 3 (stats report: "queue 0 of 3").
+  EXPECT_NE(probe.stats_report().find(" of 3\n"), std::string::npos) << probe.stats_report();
+  Ksock s = open(0);
+  s.send_msg(make_announcement("$.Ts", "one"));
+  std::string line = p.line();
+  // 2026-12-03T13:05:46.519641Z <Announcement ...>
+  ASSERT_GT(line.size(), 28u) << line;
+  EXPECT_EQ(line[4], '-');
+  EXPECT_EQ(line[10], 'T');
+  EXPECT_EQ(line.substr(26, 2), "Z ");
+  EXPECT_NE(line.find("<Announcement '$.Ts'"), std::string::npos) << line;
+  EXPECT_NE(line.find("data='one'"), std::string::npos) << line;
+  p.kill(SIGSTOP);  // the listener stops reading; its queue fills
+  for (int i = 0; i < 5; ++i) s.send_msg(make_announcement("$.Ts", "m" + std::to_string(i)));
+  p.kill(SIGCONT);
+  for (int i = 0; i < 3; ++i) {
+    std::string m = p.line();
+    EXPECT_NE(m.find("data='m" + std::to_string(i) + "'"), std::string::npos) << m;
+  }
+  EXPECT_EQ(p.wait(), 0);
+  const std::string err = p.err();
+  EXPECT_NE(err.find("kbus listen: the queue was full (3 messages): messages sent "
+                     "meanwhile may have been missed; raise --max-messages"),
+            std::string::npos)
+      << err;
+}
+
 TEST_F(CliTest, ReplyFailures) {
   Ksock r = open(0);
   r.bind("$.Taken", true);
   auto taken = run({"reply", "$.Taken", "x"});
-  EXPECT_NE(taken.exit_code, 0);
-  EXPECT_NE(taken.err.find("EADDRINUSE"), std::string::npos) << taken.err;
+  EXPECT_EQ(taken.exit_code, 1);
+  EXPECT_EQ(taken.err, "kbus reply: bind $.Taken: EADDRINUSE: another Ksock already replies to "
+                       "'$.Taken' on bus 0 (one replier per name): Ksock " +
+                           std::to_string(r.id()) + " of process " + std::to_string(::getpid()) +
+                           " (" + process_comm() + ")\n");
   auto neither = run({"reply", "$.Q"});
   EXPECT_NE(neither.exit_code, 0);
 }
@@ -274,7 +377,8 @@ TEST_F(CliTest, ReplyFailures) {
 TEST_F(CliTest, BindingsAndStats) {
   Ksock k = open(0);
   k.bind("$.Sensors.*", true);
-  auto b = run({"bindings"});
+  // --raw: the original's /proc/kbus/bindings text, byte for byte (§9.1).
+  auto b = run({"bindings", "--raw"});
   EXPECT_EQ(b.exit_code, 0) << b.err;
   EXPECT_EQ(b.out, k.bindings_report());
   std::string pid = std::to_string(::getpid());
@@ -282,10 +386,50 @@ TEST_F(CliTest, BindingsAndStats) {
                        "  R  $.Sensors.*\n"),
             std::string::npos)
       << b.out;
-  auto s = run({"stats"});
+  auto s = run({"stats", "--raw"});
   EXPECT_EQ(s.exit_code, 0) << s.err;
   EXPECT_EQ(s.out.rfind("dev  0: next ksock ", 0), 0u) << s.out;
   EXPECT_NE(s.out.find("dev  2: "), std::string::npos) << s.out;
+}
+
+// The readable forms: only the bus -b names, process names beside pids, the
+// stats in words; and JSON.
+TEST_F(CliTest, BindingsAndStatsReadableAndJson) {
+  Ksock k = open(0);
+  k.bind("$.Sensors.*", true);
+  Ksock k1 = open(1);
+  k1.bind("$.Other");
+  const std::string pid = std::to_string(::getpid());
+  const std::string comm = process_comm();
+  auto all = run({"bindings"});
+  EXPECT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_NE(all.out.find("$.Sensors.*"), std::string::npos) << all.out;
+  EXPECT_NE(all.out.find("$.Other"), std::string::npos) << all.out;
+  auto one = run({"bindings", "-b", "0"});
+  char line[200];
+  std::snprintf(line, sizeof line, "%5u %6u %8s %-16s %-9s $.Sensors.*\n", 0u, k.id(), pid.c_str(),
+                comm.c_str(), "replier");
+  EXPECT_EQ(one.out, std::string("# bus  ksock      pid process          role      name\n") + line);
+  auto raw1 = run({"bindings", "--raw", "-b", "1"});
+  EXPECT_EQ(raw1.out.find("$.Sensors"), std::string::npos) << raw1.out;
+  EXPECT_NE(raw1.out.find("  1:        1 "), std::string::npos) << raw1.out;
+  auto json = run({"bindings", "--json", "-b", "1"});
+  EXPECT_EQ(json.out, "[{\"bus\":1,\"ksock\":" + std::to_string(k1.id()) + ",\"pid\":" + pid +
+                          ",\"process\":\"" + comm +
+                          "\",\"role\":\"listener\",\"name\":\"$.Other\"}]\n");
+
+  k.send_msg(make_announcement("$.Nobody"));
+  auto st = run({"stats", "-b", "0"});
+  EXPECT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_EQ(st.out.rfind("bus 0: 2 Ksock(s) open; the next Ksock gets id ", 0), 0u) << st.out;
+  EXPECT_NE(st.out.find("  Ksock " + std::to_string(k.id()) +
+                        ": 0 of 100 messages queued, last sent [0:1]; awaiting 0 replies"),
+            std::string::npos)
+      << st.out;
+  EXPECT_EQ(st.out.find("bus 1"), std::string::npos) << st.out;
+  auto sj = run({"stats", "--json", "-b", "1"});
+  EXPECT_EQ(sj.out.rfind("[{\"bus\":1,\"next_ksock\":", 0), 0u) << sj.out;
+  EXPECT_NE(sj.out.find("\"max_messages\":100"), std::string::npos) << sj.out;
 }
 
 TEST_F(CliTest, NewDevice) {
@@ -320,6 +464,19 @@ TEST_F(CliTest, ErrnoExplainsNumbersAndNames) {
   auto list = run({"errno", "--list"});
   EXPECT_EQ(list.exit_code, 0);
   EXPECT_NE(list.out.find(" 32: EPIPE                Broken pipe\n"), std::string::npos);
+}
+
+TEST_F(CliTest, HelpCommand) {
+  auto send = run({"help", "send"});
+  EXPECT_EQ(send.exit_code, 0) << send.err;
+  EXPECT_NE(send.out.find("--urgent"), std::string::npos) << send.out;
+  EXPECT_EQ(send.out, run({"send", "--help"}).out);
+  auto all = run({"help"});
+  EXPECT_EQ(all.exit_code, 0);
+  EXPECT_NE(all.out.find("max-size"), std::string::npos) << all.out;
+  auto none = run({"help", "frobnicate"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_EQ(none.err, "kbus help: no command 'frobnicate'; the commands are listed by `kbus help`\n");
 }
 
 TEST_F(CliTest, HelpVersionAndUsage) {
