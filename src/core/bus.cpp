@@ -50,9 +50,11 @@ const Bus::Ksock& Bus::ks(KsockId k) const {
   return *it->second;
 }
 
+// §1.5-4, §9.2: the counter holds the next serial to assign (0 on a bus
+// never used, and after a wrap); 0 itself is skipped.
 MessageId Bus::next_serial() {
-  if (++last_serial_ == 0) last_serial_ = 1;  // §1.5-4: wrap skips 0
-  return MessageId{0, last_serial_};
+  if (next_serial_ == 0) next_serial_ = 1;
+  return MessageId{0, next_serial_++};
 }
 
 // §5.1: a Ksock's own outstanding requests reserve room in its queue.
@@ -109,9 +111,9 @@ KsockId Bus::open(const OpenOptions& opts) {
 
 Result<KsockId> Bus::try_open(const OpenOptions& opts) {
   if (limits_.max_ksocks != 0 && ksocks_.size() >= limits_.max_ksocks) return Errc::enfile;
-  if (++last_ksock_ == 0) last_ksock_ = 1;  // §1.2-2: id 0 is never assigned
+  if (next_ksock_ == 0) next_ksock_ = 1;  // §1.2-2: id 0 is never assigned
   auto k = std::make_unique<Ksock>();
-  k->id = last_ksock_;
+  k->id = next_ksock_++;
   k->can_read = opts.can_read;
   k->can_write = opts.can_write;
   k->header_len = opts.header_len;
@@ -442,10 +444,13 @@ void Bus::forget_owed(MessageId request, KsockId requester) {
 // bypassing fullness. `needs_outstanding` applies §14-10(b).
 void Bus::send_status(std::string_view name, KsockId from, KsockId requester,
                       MessageId in_reply_to, bool needs_outstanding) {
-  const MessageId id = next_serial();  // consumed even if never delivered
+  // §6.2: a Status for a requester that has gone is not even built, so it
+  // uses no serial (as in the original); one that is built uses its serial
+  // (§1.5-4) even if §14-10(b) then drops it.
   auto it = ksocks_.find(requester);
   if (it == ksocks_.end()) return;
   Ksock& r = *it->second;
+  const MessageId id = next_serial();
   if (needs_outstanding && !r.outstanding.count(in_reply_to)) return;
   Header h;
   h.id = id;
@@ -623,13 +628,15 @@ Result<std::uint32_t> Bus::report_replier_binds(KsockId id, std::uint32_t v) {
   for (auto it = bindings_.all().rbegin(); it != bindings_.all().rend(); ++it) {
     const Binding& b = it->second;
     if (!b.replier) continue;
+    // The event is built (its serial used, §1.5-4) before the push that
+    // may find the caller full, as in the original.
+    Header h;
+    h.id = next_serial();
+    h.flags = flag::kSynthetic | flag::kAllOrFail;
     if (full(k)) {
       after_op();
       return Errc::ebusy;
     }
-    Header h;
-    h.id = next_serial();
-    h.flags = flag::kSynthetic | flag::kAllOrFail;
     push(k, h, bind_event_body(true, b.ksock, b.name), PushKind::kSender, 0);
   }
   after_op();
@@ -659,35 +666,48 @@ MessageBody Bus::bind_event_body(bool is_bind, KsockId binder, std::string_view 
                      encode_replier_bind_event({is_bind, binder, std::string(name)}));
 }
 
-// §8.2/8.3: ALL_OR_FAIL delivery of a bind event. With §14-17, a listener
-// that has set-aside events gets the new event behind them.
+// §8.2/8.3: ALL_OR_FAIL delivery of a bind event, as in the original: if
+// any matching listener's queue is full, nobody gets it and the caller
+// gets EAGAIN (set-aside entries do not count, §8.4-5). With §14-17 a
+// listener that holds set-aside events gets them before the new one
+// (docs/decisions.md D4): they are moved into its queue while it has room,
+// and if some are still left the new event waits behind them. Each such
+// listener gives up at least one set-aside entry for the one it may gain,
+// so a BIND or UNBIND never makes the set-aside list longer (for a Ksock
+// bound several times it may; then the list's capacity is checked).
 Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name,
                           Header* hdr_out) {
   Header h;
-  h.id = next_serial();
+  h.id = next_serial();  // built before the attempt: used even on EAGAIN
   h.flags = flag::kSynthetic | flag::kAllOrFail;
   if (hdr_out) *hdr_out = h;
   std::vector<const Binding*> listeners;
   bindings_.matching_listeners(status_name::kReplierBindEvent, listeners);
-  std::size_t to_set_aside = 0;
+  std::size_t may_add = 0;   // listener bindings whose Ksock holds set-aside events
+  std::set<KsockId> giving;  // ... and those Ksocks, each of which gives up one or more
   for (const Binding* b : listeners) {
     const Ksock& l = ks(b->ksock);
-    if (l.set_aside > 0)
-      ++to_set_aside;
-    else if (full(l))
-      return Errc::eagain;
+    if (full(l)) return Errc::eagain;
+    if (l.set_aside > 0) {
+      ++may_add;
+      giving.insert(l.id);
+    }
   }
-  if (to_set_aside && set_aside_.size() + to_set_aside > limits_.set_aside_capacity)
+  if (may_add > giving.size() &&
+      set_aside_.size() - giving.size() + may_add > limits_.set_aside_capacity)
     return Errc::eagain;
   auto body = bind_event_body(is_bind, binder, name);
   for (const Binding* b : listeners) {
     Ksock& l = ks(b->ksock);
     if (l.set_aside > 0) {
-      set_aside_.push_back({l.id, b->seq, false, h, body});
-      ++l.set_aside;
-    } else {
-      push(l, h, body, PushKind::kListener, b->seq);
+      while (l.set_aside > 0 && !full(l)) move_one_set_aside(l);
+      if (l.set_aside > 0 || full(l)) {
+        set_aside_.push_back({l.id, b->seq, false, h, body});
+        ++l.set_aside;
+        continue;
+      }
     }
+    push(l, h, body, PushKind::kListener, b->seq);
   }
   return Errc::ok;
 }
@@ -706,7 +726,14 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
     }
     return;
   }
+  // §8.4-3: lost mode. One UnbindEventsLost message (one id, its serial
+  // used whether or not anybody still needs it), set aside for each
+  // listener binding whose Ksock has no marker after its last event.
   lost_mode_ = true;
+  Header lost;
+  lost.id = next_serial();
+  lost.flags = flag::kSynthetic;
+  const MessageBody lost_body(status_name::kUnbindEventsLost, {});
   for (const Binding* b : listeners) {
     // Skip if this Ksock's newest set-aside entry is already a lost marker.
     bool has_marker = false;
@@ -717,26 +744,27 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
       }
     }
     if (has_marker) continue;
-    Header lost;
-    lost.id = next_serial();
-    lost.flags = flag::kSynthetic;
-    set_aside_.push_back(
-        {b->ksock, b->seq, true, lost, MessageBody(status_name::kUnbindEventsLost, {})});
+    set_aside_.push_back({b->ksock, b->seq, true, lost, lost_body});
     ++ks(b->ksock).set_aside;
   }
 }
 
+// §8.4-5: the oldest set-aside entry of k goes to the tail of its queue. It
+// is a listener delivery (§5.3-1): with only-once on, an entry whose id was
+// the last pushed to k is used up without being queued (§5.6).
 void Bus::move_one_set_aside(Ksock& k) {
   auto it = std::find_if(set_aside_.begin(), set_aside_.end(),
                          [&](const SetAsideEntry& e) { return e.ksock == k.id; });
   if (it == set_aside_.end()) return;
-  QueueEntry e{it->hdr, it->body, it->via};
-  k.queue.push_back(std::move(e));
-  k.last_pushed = it->hdr.id;
+  if (!(k.only_once && it->hdr.id == k.last_pushed)) {
+    QueueEntry e{it->hdr, it->body, it->via};
+    k.queue.push_back(std::move(e));
+    k.last_pushed = it->hdr.id;
+    touch(k.id);
+  }
   --k.set_aside;
   set_aside_.erase(it);
   if (set_aside_.empty()) lost_mode_ = false;  // §8.4-4
-  touch(k.id);
 }
 
 void Bus::drop_set_aside(KsockId id, std::optional<std::uint64_t> via) {
@@ -771,7 +799,7 @@ void Bus::append_bindings_report(std::string& out) const {
 void Bus::append_stats(std::string& out) const {
   char buf[256];
   std::snprintf(buf, sizeof buf, "dev %2u: next ksock %u next msg %u unsent unbindings %u%s\n",
-                number_, last_ksock_, last_serial_, static_cast<unsigned>(set_aside_.size()),
+                number_, next_ksock_, next_serial_, static_cast<unsigned>(set_aside_.size()),
                 lost_mode_ ? "(gone tragic)" : "");
   out += buf;
   for (auto it = ksocks_.rbegin(); it != ksocks_.rend(); ++it) {  // most recent first

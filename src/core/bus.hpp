@@ -40,10 +40,12 @@ struct BusLimits {
   std::uint32_t abs_max_msg_size = 409600;    // §4.7 absolute maximum
   std::uint32_t default_max_msgs = 100;       // per-Ksock queue length
   std::uint32_t set_aside_capacity = 1000;    // §8.4
-  // Resource limits (docs/reliability.md §4), 0 = none:
-  std::uint32_t max_ksocks = 4096;            // Ksocks open at once on the bus
-  std::uint64_t max_queued_bytes = 16u << 20;  // a Ksock whose queue holds this
-                                               // many bytes counts as full (§5.1)
+  // Resource limits (docs/reliability.md §4), 0 = none. Off by default, so
+  // that a program sees what it saw with the original (docs/decisions.md
+  // D16); an admin may set them with kbusd's flags.
+  std::uint32_t max_ksocks = 0;        // Ksocks open at once on the bus
+  std::uint64_t max_queued_bytes = 0;  // a Ksock whose queue holds this many
+                                       // bytes counts as full (§5.1)
 };
 
 struct OpenOptions {
@@ -234,8 +236,10 @@ class Bus {
 
   std::uint32_t number_;
   BusLimits limits_;
-  std::uint32_t last_ksock_ = 0;   // §1.2-2: last id assigned (0 = none yet)
-  std::uint32_t last_serial_ = 0;  // §1.5-4: last serial assigned (0 = none yet)
+  // The original's counters: the next Ksock id and serial to assign (0 on a
+  // bus never used; 0 is skipped when assigning). §1.2-2, §1.5-4, §9.2.
+  std::uint32_t next_ksock_ = 0;
+  std::uint32_t next_serial_ = 0;
   bool verbose_ = false;
   bool report_binds_ = false;
   std::uint32_t max_msg_size_;

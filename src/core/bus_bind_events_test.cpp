@@ -123,7 +123,11 @@ TEST_F(BusBindEventsTest, ReportFloodEbusy) {
   EXPECT_EQ(bus.report_replier_binds(c, 1).error(), Errc::ebusy);
   EXPECT_EQ(*bus.report_replier_binds(c, 0xFFFFFFFF), 1u);
   ASSERT_EQ(bus.num_msgs(c), 1u);
-  expect_event(receive_one(bus, c), true, p2, "$.b");
+  Message ev = receive_one(bus, c);
+  expect_event(ev, true, p2, "$.b");
+  EXPECT_EQ(ev.hdr.id, (MessageId{0, 1}));
+  // §1.5-4: the event refused with EBUSY ($.a) was built, so it used [0:2].
+  EXPECT_EQ(send_ok(bus, c, announcement("$.Jim")), (MessageId{0, 3}));
 }
 
 // §7.1-2: report-existing-binds events are not removed by UNBIND.
@@ -181,7 +185,7 @@ TEST_F(BusBindEventsTest, UnbindAndCloseEvents) {
   expect_event(receive_one(bus, l), true, p, "$.Jim.%");
   expect_event(receive_one(bus, l), false, p, "$.Fred");
   expect_event(receive_one(bus, l), false, p, "$.Jim.%");
-  EXPECT_EQ(first_line(stats(bus)), "dev  0: next ksock 3 next msg 4 unsent unbindings 0\n");
+  EXPECT_EQ(first_line(stats(bus)), "dev  0: next ksock 4 next msg 5 unsent unbindings 0\n");
 }
 
 // §1.5-4: a bind event consumes a serial even if nobody receives it.
@@ -212,6 +216,12 @@ TEST_F(BusBindEventsTest, BindEagain) {
   EXPECT_TRUE(bus.bind(p, 0, "$.Fred").ok());  // listener binds need no event
   KsockId q = bus.open(rw());
   EXPECT_EQ(send(bus, q, request("$.Fred")).error, Errc::eaddrnotavail);
+  // §1.5-4: the refused event was built, so it used a serial; an EADDRINUSE
+  // BIND builds none.
+  const MessageId before = send_ok(bus, q, announcement("$.Nobody"));
+  EXPECT_EQ(bus.bind(p, 1, "$.Jim").error(), Errc::eaddrinuse);
+  EXPECT_EQ(bus.bind(p, 1, "$.Fred").error(), Errc::eagain);
+  EXPECT_EQ(send_ok(bus, q, announcement("$.Nobody")), (MessageId{0, before.serial_num + 2}));
   EXPECT_EQ(receive_one(bus, full).name, "$.Fill");
   EXPECT_TRUE(bus.bind(p, 1, "$.Fred").ok());
   expect_event(receive_one(bus, full), true, p, "$.Fred");
@@ -299,8 +309,10 @@ TEST_F(BusBindEventsTest, SetAsideEventConsumesOneSerial) {
 
 // §8.4-2/-5: when set aside, every matching listener gets a set-aside copy,
 // even one with room; set-aside entries count in NUMMSGS but not for poll,
-// and move in only after a NEXTMSG that popped; §14-17 [DEV] a newer event
-// delivered directly does not overtake them.
+// and NEXTMSG on an empty queue moves nothing. §14-17 [DEV] with
+// docs/decisions.md D4: the next bind event moves a listener's set-aside
+// events into its queue ahead of itself, so nothing overtakes them and a
+// listener whose queue was empty sees them at last.
 TEST_F(BusBindEventsTest, SetAsideForListenersWithRoom) {
   report_on();
   KsockId full = event_listener();
@@ -322,22 +334,158 @@ TEST_F(BusBindEventsTest, SetAsideForListenersWithRoom) {
   ASSERT_TRUE(bus.bind(p2, 1, "$.Jim").ok());
   EXPECT_EQ(bus.num_msgs(roomy), 2u);
   EXPECT_EQ(bus.num_msgs(full), 3u);
-  // Something else arrives for roomy, so that its NEXTMSG pops.
-  ASSERT_TRUE(bus.bind(roomy, 0, "$.Poke").ok());
-  send_ok(bus, p2, announcement("$.Poke"));
-  std::vector<Message> got;
-  while (auto m = receive(bus, roomy)) got.push_back(*m);
-  ASSERT_EQ(got.size(), 3u);
-  std::vector<Message> events;
-  for (const Message& m : got) if (m.name == kEvent) events.push_back(m);
-  ASSERT_EQ(events.size(), 2u);
-  expect_event(events[0], false, p, "$.Fred");
-  expect_event(events[1], true, p2, "$.Jim");
+  EXPECT_TRUE(bus.readable(roomy));
+  EXPECT_NE(stats(bus).find("unsent unbindings 0\n"), std::string::npos);
+  expect_event(receive_one(bus, roomy), false, p, "$.Fred");
+  expect_event(receive_one(bus, roomy), true, p2, "$.Jim");
+  EXPECT_EQ(bus.num_msgs(roomy), 0u);
   EXPECT_EQ(receive_one(bus, full).name, "$.Fill");
   expect_event(receive_one(bus, full), false, p, "$.Fred");
   expect_event(receive_one(bus, full), true, p2, "$.Jim");
   EXPECT_EQ(bus.num_msgs(full), 0u);
+}
+
+// D4: a listener with room for fewer events than it has set aside takes
+// what fits; the new event waits behind the rest. The set-aside list does
+// not grow (one moved in, one added), and the listener's queue never
+// exceeds its MAXMSGS.
+TEST_F(BusBindEventsTest, NewEventWaitsBehindSetAsideThatDoesNotFit) {
+  report_on();
+  KsockId l = event_listener();
+  std::vector<KsockId> p;
+  for (int i = 0; i < 2; ++i) {
+    p.push_back(bus.open(rw()));
+    ASSERT_TRUE(bus.bind(p.back(), 1, "$.P" + std::to_string(i)).ok());
+  }
+  drain_names(bus, l);
+  fill(l);
+  for (KsockId k : p) bus.close(k);
+  ASSERT_EQ(bus.num_msgs(l), 3u);  // filler + two set aside
+  ASSERT_NE(stats(bus).find("unsent unbindings 2\n"), std::string::npos);
+  ASSERT_EQ(bus.max_msgs(l, 2), 2u);  // room for one
+  KsockId q = bus.open(rw());
+  ASSERT_TRUE(bus.bind(q, 1, "$.Q").ok());
+  EXPECT_EQ(bus.num_msgs(l), 4u);
+  EXPECT_NE(stats(bus).find("unsent unbindings 2\n"), std::string::npos);
+  EXPECT_NE(stats(bus).find("queue 2 of 2\n"), std::string::npos);
+  EXPECT_EQ(bus.bind(q, 1, "$.Q2").error(), Errc::eagain);  // now full: §8.2-3
+  EXPECT_EQ(receive_one(bus, l).name, "$.Fill");
+  expect_event(receive_one(bus, l), false, p[0], "$.P0");
+  expect_event(receive_one(bus, l), false, p[1], "$.P1");
+  expect_event(receive_one(bus, l), true, q, "$.Q");
+  EXPECT_EQ(bus.num_msgs(l), 0u);
+}
+
+// §8.2-3 / §8.3 / §13.5 EAGAIN, as in the original: while a listener of
+// bind events is full, replier BINDs and UNBINDs fail with EAGAIN, even if
+// it has set-aside events; they never add to the set-aside list. So one
+// stalled listener never turns another listener's events into
+// $.KBUS.UnbindEventsLost (§8.4-3): CLOSEs still set events aside for both.
+TEST_F(BusBindEventsTest, StalledListenerNeverTurnsOthersEventsIntoLost) {
+  report_on();
+  KsockId stalled = event_listener();
+  KsockId active = event_listener();
+  KsockId p1 = bus.open(rw());
+  KsockId p2 = bus.open(rw());
+  ASSERT_TRUE(bus.bind(p1, 1, "$.P1").ok());
+  ASSERT_TRUE(bus.bind(p2, 1, "$.P2").ok());
+  drain_names(bus, stalled);
+  drain_names(bus, active);
+  fill(stalled);
+  bus.close(p1);  // set aside for both
+  ASSERT_EQ(bus.num_msgs(stalled), 2u);
+  ASSERT_EQ(bus.num_msgs(active), 1u);
+  KsockId b = bus.open(rw());
+  for (int i = 0; i < 1200; ++i)  // more than the set-aside capacity (1000)
+    ASSERT_EQ(bus.bind(b, 1, "$.B" + std::to_string(i)).error(), Errc::eagain) << i;
+  EXPECT_EQ(bus.unbind(p2, 1, "$.P2").error(), Errc::eagain);
+  EXPECT_EQ(*bus.find_replier("$.P2"), p2);
+  EXPECT_NE(stats(bus).find("unsent unbindings 2\n"), std::string::npos);
+  bus.close(p2);
+  EXPECT_NE(stats(bus).find("unsent unbindings 4\n"), std::string::npos);  // not lost
+  ASSERT_TRUE(bus.bind(active, 0, "$.Poke").ok());
+  send_ok(bus, b, announcement("$.Poke"));
+  EXPECT_EQ(receive_one(bus, active).name, "$.Poke");
+  expect_event(receive_one(bus, active), false, p1, "$.P1");
+  expect_event(receive_one(bus, active), false, p2, "$.P2");
+  EXPECT_EQ(bus.num_msgs(active), 0u);
+  EXPECT_EQ(receive_one(bus, stalled).name, "$.Fill");
+  expect_event(receive_one(bus, stalled), false, p1, "$.P1");
+  expect_event(receive_one(bus, stalled), false, p2, "$.P2");
+  EXPECT_EQ(bus.num_msgs(stalled), 0u);
+}
+
+// §8.4-5 / §5.3-1 / §5.6: moving a set-aside event into the queue is a
+// listener delivery, so only-once applies: a Ksock bound twice for events
+// gets two set-aside copies of one event but reads it once.
+TEST_F(BusBindEventsTest, SetAsideMoveHonoursOnlyOnce) {
+  report_on();
+  KsockId p = bus.open(rw());
+  ASSERT_TRUE(bus.bind(p, 1, "$.Fred").ok());
+  KsockId l = event_listener();
+  ASSERT_TRUE(bus.bind(l, 0, "$.KBUS.*").ok());
+  ASSERT_EQ(*bus.only_once(l, 1), 0u);
+  fill(l);
+  bus.close(p);
+  ASSERT_EQ(bus.num_msgs(l), 3u);  // filler + one set-aside copy per binding
+  EXPECT_EQ(receive_one(bus, l).name, "$.Fill");
+  Message ev = receive_one(bus, l);
+  expect_event(ev, false, p, "$.Fred");
+  EXPECT_EQ(bus.num_msgs(l), 0u);  // the second copy was the same message
+  EXPECT_FALSE(receive(bus, l).has_value());
   EXPECT_NE(stats(bus).find("unsent unbindings 0\n"), std::string::npos);
+  // Without only-once, both copies are delivered (§5.3-1).
+  KsockId p2 = bus.open(rw());
+  ASSERT_TRUE(bus.bind(p2, 1, "$.Jim").ok());
+  ASSERT_EQ(*bus.only_once(l, 0), 1u);
+  drain_names(bus, l);
+  fill(l);
+  bus.close(p2);
+  EXPECT_EQ(drain_names(bus, l), (std::vector<std::string>{"$.Fill", std::string(kEvent),
+                                                           std::string(kEvent)}));
+}
+
+// §8.4-3 / §6.2 / §1.5-4: in lost mode, the $.KBUS.UnbindEventsLost set
+// aside for several listeners is one message with one id; building it uses
+// one serial, whether or not a listener still needed a marker.
+TEST(BusBindEventsLostTest, UnbindEventsLostIsOneMessage) {
+  BusLimits lim;
+  lim.set_aside_capacity = 2;
+  Bus bus(0, lim);
+  KsockId x = bus.open(rw());
+  ASSERT_EQ(*bus.report_replier_binds(x, 1), 0u);
+  std::vector<KsockId> b;
+  for (int i = 0; i < 3; ++i) {  // events [0:1] .. [0:3], to nobody
+    b.push_back(bus.open(rw()));
+    ASSERT_TRUE(bus.bind(b.back(), 1, "$.b" + std::to_string(i)).ok());
+  }
+  KsockId s = bus.open(rw());
+  std::vector<KsockId> l;
+  for (int i = 0; i < 2; ++i) {
+    l.push_back(bus.open(rw()));
+    ASSERT_TRUE(bus.bind(l.back(), 0, kEvent).ok());
+    ASSERT_TRUE(bus.bind(l.back(), 0, "$.Fill").ok());
+    ASSERT_EQ(bus.max_msgs(l.back(), 1), 1u);
+  }
+  EXPECT_EQ(send_ok(bus, s, announcement("$.Fill")), (MessageId{0, 4}));
+  bus.close(b[0]);  // event [0:5], set aside for both
+  bus.close(b[1]);  // event [0:6] refused; lost: one UnbindEventsLost [0:7]
+  bus.close(b[2]);  // event [0:8] refused; lost message [0:9], nobody needs it
+  EXPECT_EQ(send_ok(bus, s, announcement("$.Other")), (MessageId{0, 10}));
+  std::string st;
+  bus.append_stats(st);
+  EXPECT_NE(st.find(" unsent unbindings 4(gone tragic)\n"), std::string::npos) << st;
+  for (KsockId k : l) {
+    EXPECT_EQ(receive_one(bus, k).name, "$.Fill");
+    Message ev = receive_one(bus, k);
+    expect_event(ev, false, b[0], "$.b0");
+    EXPECT_EQ(ev.hdr.id, (MessageId{0, 5}));
+    Message lost = receive_one(bus, k);
+    EXPECT_EQ(lost.name, status_name::kUnbindEventsLost);
+    EXPECT_EQ(lost.hdr.id, (MessageId{0, 7}));  // the same message for both
+    EXPECT_EQ(bus.num_msgs(k), 0u);
+  }
+  bus.check_invariants();
 }
 
 // §8.4-3/-4: beyond the set-aside capacity the bus enters lost mode: one
@@ -364,7 +512,7 @@ TEST(BusBindEventsLostTest, LostMode) {
   EXPECT_EQ(bus.num_msgs(l), 4u);           // filler, 2 set aside, 1 lost marker
   std::string st;
   bus.append_stats(st);
-  EXPECT_EQ(first_line(st).substr(0, 30), "dev  0: next ksock 7 next msg ");
+  EXPECT_EQ(first_line(st).substr(0, 30), "dev  0: next ksock 8 next msg ");
   EXPECT_TRUE(first_line(st).ends_with(" unsent unbindings 3(gone tragic)\n")) << st;
 
   EXPECT_EQ(receive_one(bus, l).name, "$.Fill");

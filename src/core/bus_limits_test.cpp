@@ -25,10 +25,43 @@ BusLimits limits(std::uint32_t max_ksocks, std::uint64_t max_queued_bytes) {
 
 // ---------------------------------------------------------------- Ksocks per bus
 
+// docs/decisions.md D14, docs/reliability.md §4: by default no limit that
+// the original did not have (KBUS-SPEC.md §4.7 lists the original's).
 TEST(BusLimits, DefaultsAreDocumented) {
   BusLimits l;
-  EXPECT_EQ(l.max_ksocks, 4096u);
-  EXPECT_EQ(l.max_queued_bytes, 16u << 20);
+  EXPECT_EQ(l.max_ksocks, 0u);
+  EXPECT_EQ(l.max_queued_bytes, 0u);
+  EXPECT_EQ(l.default_max_msgs, 100u);
+  EXPECT_EQ(l.set_aside_capacity, 1000u);
+}
+
+// KBUS-SPEC.md §4.6 MAXMSGS, §5.1: with the default limits a Ksock's queue
+// is bounded by its message count only, as in the original: one program
+// queues 50 messages of 400 kB for one Ksock with MAXMSGS 100 and all 50
+// are queued (20 MB; the old 16 MiB byte budget refused the 41st).
+TEST(BusLimits, DefaultsQueueFiftyMessagesOf400kB) {
+  BusLimits lim;
+  lim.max_msg_size = 409600;
+  Bus bus(0, lim);
+  KsockId l = bus.open(rw());
+  KsockId s = bus.open(rw());
+  ASSERT_EQ(bus.max_msgs(l, 100), 100u);
+  ASSERT_TRUE(bus.bind(l, 0, "$.Big").ok());
+  const std::string data(400 * 1000, 'b');
+  for (int i = 0; i < 50; ++i)
+    send_ok(bus, s, announcement("$.Big", data, flag::kAllOrFail));  // EBUSY if it were full
+  EXPECT_EQ(bus.num_msgs(l), 50u);
+  EXPECT_GT(bus.queued_bytes(l), 50u * 400 * 1000);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(receive_one(bus, l).data.size(), data.size());
+  bus.check_invariants();
+}
+
+// KBUS-SPEC.md §1.2: the original had no per-bus count of Ksocks; with the
+// default limits a bus holds more than 4096 (the old default).
+TEST(BusLimits, DefaultsOpenMoreThan4096Ksocks) {
+  Bus bus(0);
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(bus.try_open(rw()).ok()) << i;
+  EXPECT_EQ(bus.ksock_count(), 5000u);
 }
 
 TEST(BusLimits, KsocksPerBusZeroOneMany) {

@@ -37,6 +37,8 @@ std::string stats(const Bus& bus) {
   return s.substr(7);
 }
 
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n') + 1); }
+
 // §9.1: a bus without bindings has just the header line.
 TEST(BusReportTest, BindingsEmpty) {
   Bus bus(0);
@@ -81,6 +83,24 @@ TEST(BusReportTest, StatsFreshBus) {
   EXPECT_EQ(stats(bus7), "dev  7: next ksock 0 next msg 0 unsent unbindings 0\n");
 }
 
+// §9.2: "next ksock" and "next msg" are the bus's counters, the next Ksock
+// id and the next serial to be assigned (the original's values, byte for
+// byte); 0 until first used (§1.2-2, §1.5-4: the first assigned is 1).
+TEST(BusReportTest, StatsShowNextIdsToAssign) {
+  Bus bus(0);
+  KsockId a = bus.open(rw());
+  ASSERT_EQ(a, 1u);
+  EXPECT_EQ(first_line(stats(bus)), "dev  0: next ksock 2 next msg 0 unsent unbindings 0\n");
+  EXPECT_EQ(send_ok(bus, a, announcement("$.Fred")), (MessageId{0, 1}));
+  EXPECT_EQ(first_line(stats(bus)), "dev  0: next ksock 2 next msg 2 unsent unbindings 0\n");
+  KsockId b = bus.open(rw());
+  EXPECT_EQ(b, 2u);
+  bus.close(b);
+  EXPECT_EQ(first_line(stats(bus)), "dev  0: next ksock 3 next msg 2 unsent unbindings 0\n");
+  EXPECT_EQ(bus.open(rw()), 3u);  // the shown value is the one assigned next
+  EXPECT_EQ(send_ok(bus, a, announcement("$.Fred")), (MessageId{0, 2}));
+}
+
 // §9.2: per-Ksock lines, most recently opened first; read/write positions,
 // LASTSENT, queue, outstanding requests and owed replies with high-water
 // marks.
@@ -101,7 +121,7 @@ TEST(BusReportTest, StatsLines) {
   ASSERT_EQ(bus.max_msgs(k2, 50), 50u);
   ASSERT_TRUE(bus.write(k1, entire("$.Jim").substr(0, 10)).ok());
   EXPECT_EQ(stats(bus),
-            "dev  0: next ksock 4 next msg 2 unsent unbindings 0\n"
+            "dev  0: next ksock 5 next msg 3 unsent unbindings 0\n"
             "    ksock 3 last msg 0:0 queue 0 of 100\n"
             "      read byte 10 of 100, wrote byte 0 of HDR (not finished), not sending\n"
             "      outstanding requests 0 (size 16, max 0), unsent replies 1 (max 1)\n"
@@ -125,7 +145,7 @@ TEST(BusReportTest, StatsLines) {
   out.clear();
   ASSERT_EQ(*bus.read(k2, 25, out), 25u);
   EXPECT_EQ(stats(bus),
-            "dev  0: next ksock 4 next msg 3 unsent unbindings 0\n"
+            "dev  0: next ksock 5 next msg 4 unsent unbindings 0\n"
             "    ksock 3 last msg 0:3 queue 0 of 100\n"
             "      read byte 0 of 0, wrote byte 0 of HDR (not finished), not sending\n"
             "      outstanding requests 0 (size 16, max 0), unsent replies 0 (max 1)\n"

@@ -395,5 +395,28 @@ TEST_F(BusStatusTest, PendingReplyOnlyByTheHolder) {
   EXPECT_EQ(bus.num_msgs(q), 0u);
 }
 
+// §1.5-4 / §6.2: a Status whose requester has gone is not built, so it
+// uses no serial (as in the original): GoneAway (§7.2-3), Ignored (§7.2-6)
+// and Unbound (§7.1-3) for a closed requester leave the counter alone,
+// while each one that is built uses exactly one.
+TEST_F(BusStatusTest, NoSerialForAStatusWhoseRequesterHasGone) {
+  KsockId s = bus.open(rw());
+  KsockId q2 = bus.open(rw());
+  ASSERT_TRUE(bus.bind(p, 1, "$.Jim").ok());
+  EXPECT_EQ(send_ok(bus, q, request("$.Fred")), (MessageId{0, 1}));   // popped by p
+  EXPECT_EQ(send_ok(bus, q, request("$.Fred")), (MessageId{0, 2}));   // left queued
+  EXPECT_EQ(send_ok(bus, q, request("$.Jim")), (MessageId{0, 3}));    // unbound below
+  EXPECT_EQ(send_ok(bus, q2, request("$.Fred")), (MessageId{0, 4}));  // q2 stays
+  receive_one(bus, p);
+  bus.close(q);
+  ASSERT_TRUE(bus.unbind(p, 1, "$.Jim").ok());  // Unbound for q: not built
+  EXPECT_EQ(send_ok(bus, s, announcement("$.X")), (MessageId{0, 5}));
+  bus.close(p);  // GoneAway for q (not built), GoneAway for q2 ([0:6]), Ignored for q (not built)
+  Message st = receive_one(bus, q2);
+  expect_status(st, status_name::kReplierGoneAway, p, q2, {0, 4});
+  EXPECT_EQ(st.hdr.id, (MessageId{0, 6}));
+  EXPECT_EQ(send_ok(bus, s, announcement("$.X")), (MessageId{0, 7}));
+}
+
 }  // namespace
 }  // namespace kbus::core
