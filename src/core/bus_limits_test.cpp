@@ -25,7 +25,7 @@ BusLimits limits(std::uint32_t max_ksocks, std::uint64_t max_queued_bytes) {
 
 // ---------------------------------------------------------------- Ksocks per bus
 
-// docs/decisions.md D14, docs/reliability.md §4: by default no limit that
+// docs/decisions.md D16, docs/reliability.md §4: by default no limit that
 // the original did not have (KBUS-SPEC.md §4.7 lists the original's).
 TEST(BusLimits, DefaultsAreDocumented) {
   BusLimits l;
