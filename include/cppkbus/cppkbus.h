@@ -280,10 +280,12 @@ class KBUS_EXPORT Message : public NoCopy {
  * short-lived Ksock on the bus (which uses up one Ksock id). */
 class KBUS_EXPORT Device {
  public:
-  explicit Device(int deviceNumber = 0, std::ios_base::openmode mode = std::ios::in | std::ios::out);
+  explicit Device(int deviceNumber = 0,
+                  std::ios_base::openmode mode = std::ios::in | std::ios::out);
   explicit Device(const std::string& deviceName,
-         std::ios_base::openmode mode = std::ios::in | std::ios::out);
-  explicit Device(const char* deviceName, std::ios_base::openmode mode = std::ios::in | std::ios::out);
+                  std::ios_base::openmode mode = std::ios::in | std::ios::out);
+  explicit Device(const char* deviceName,
+                  std::ios_base::openmode mode = std::ios::in | std::ios::out);
 
   /* Whether the device can be opened in its mode now (the bus exists). */
   bool IsOpen() const;
@@ -324,8 +326,7 @@ class KBUS_EXPORT Ksock : public NoCopy {
  public:
   Ksock(const Device& device);
   Ksock(int deviceNumber, std::ios_base::openmode mode = std::ios::in | std::ios::out);
-  Ksock(const std::string& deviceName,
-        std::ios_base::openmode mode = std::ios::in | std::ios::out);
+  Ksock(const std::string& deviceName, std::ios_base::openmode mode = std::ios::in | std::ios::out);
   Ksock(const char* deviceName, std::ios_base::openmode mode = std::ios::in | std::ios::out);
   ~Ksock();
 

@@ -172,8 +172,8 @@ std::string MessageFlags::ToString(uint32_t flags) {
   static const struct {
     uint32_t bit;
     const char* text;
-  } kBits[] = {{WantReply, "REQ"},  {WantYouToReply, "YOU"}, {Synthetic, "SYN"},
-               {Urgent, "URG"},     {AllOrWait, "aWT"},      {AllOrFail, "aFL"}};
+  } kBits[] = {{WantReply, "REQ"}, {WantYouToReply, "YOU"}, {Synthetic, "SYN"},
+               {Urgent, "URG"},    {AllOrWait, "aWT"},      {AllOrFail, "aFL"}};
   std::string s;
   for (const auto& b : kBits) {
     if ((flags & b.bit) == 0) continue;
@@ -205,7 +205,9 @@ int MessageId::compare(const MessageId& other) const {
   return compare_pair(mNetworkId, mSerialNum, other.mNetworkId, other.mSerialNum);
 }
 
-std::string MessageId::ToString() const { return "[" + u32(mNetworkId) + "," + u32(mSerialNum) + "]"; }
+std::string MessageId::ToString() const {
+  return "[" + u32(mNetworkId) + "," + u32(mSerialNum) + "]";
+}
 
 int OrigFrom::compare(const OrigFrom& other) const {
   return compare_pair(mNetworkId, mLocalId, other.mNetworkId, other.mLocalId);
@@ -334,9 +336,7 @@ const uint8_t* Message::GetData() const {
   return static_cast<const uint8_t*>(kbus_msg_data_ptr(mMsg));
 }
 
-int Message::GetDataLength() const {
-  return mMsg == NULL ? -1 : static_cast<int>(mMsg->data_len);
-}
+int Message::GetDataLength() const { return mMsg == NULL ? -1 : static_cast<int>(mMsg->data_len); }
 
 int Message::GetName(std::string& outName) const {
   if (mMsg == NULL) return -1;
@@ -380,11 +380,11 @@ int Message::GetReplierBindEventData(bool& isBind, uint32_t& binder, std::string
   std::memcpy(words, d, sizeof words);
   if (words[2] > mMsg->data_len - 12) return -1;
   return guard([&] {
-    name.assign(reinterpret_cast<const char*>(d + 12), words[2]);
-    isBind = words[0] != 0;
-    binder = words[1];
-    return 0;
-  }) == 0
+           name.assign(reinterpret_cast<const char*>(d + 12), words[2]);
+           isBind = words[0] != 0;
+           binder = words[1];
+           return 0;
+         }) == 0
              ? 0
              : -1;
 }

@@ -22,24 +22,24 @@
 static int checks = 0;
 static int failures = 0;
 
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    ++checks;                                                                             \
-    if (!(cond)) {                                                                        \
-      ++failures;                                                                         \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);      \
-    }                                                                                     \
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    ++checks;                                                                       \
+    if (!(cond)) {                                                                  \
+      ++failures;                                                                   \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                               \
   } while (0)
 
-#define CHECK_RC(expr, expected)                                                          \
-  do {                                                                                    \
-    const int rc_ = (expr);                                                               \
-    ++checks;                                                                             \
-    if (rc_ != (expected)) {                                                              \
-      ++failures;                                                                         \
-      std::cerr << __FILE__ << ":" << __LINE__ << ": " << #expr << " gave " << rc_ << " ("  \
-                << cppkbus::Error::ToString(rc_) << "), expected " << (expected) << "\n"; \
-    }                                                                                     \
+#define CHECK_RC(expr, expected)                                                           \
+  do {                                                                                     \
+    const int rc_ = (expr);                                                                \
+    ++checks;                                                                              \
+    if (rc_ != (expected)) {                                                               \
+      ++failures;                                                                          \
+      std::cerr << __FILE__ << ":" << __LINE__ << ": " << #expr << " gave " << rc_ << " (" \
+                << cppkbus::Error::ToString(rc_) << "), expected " << (expected) << "\n";  \
+    }                                                                                      \
   } while (0)
 
 // Receives exactly one message into msg (after waiting for it) and prints it.

@@ -71,7 +71,8 @@ TEST(CppkbusProgram, HoldsAWholeConversation) {
       "status flags SYN",
       "listener got <Request \"$.Talk.Question\" id=[0,5] to=3 from=4 flags=1 REQ data=\"again\">",
       "listener got <Request \"$.Talk.Question\" id=[0,6] from=4 flags=1 REQ>",
-      "listener got <ReplierBindEvent id=[0,8] flags=204 SYN|aFL [Unbind \"$.Talk.Question\" for 3]>",
+      "listener got <ReplierBindEvent id=[0,8] flags=204 SYN|aFL [Unbind \"$.Talk.Question\" for "
+      "3]>",
       "no replier: EADDRNOTAVAIL (Cannot assign requested address): On attempting to send a "
       "Request, there is no Replier bound for the message's name. On attempting to send a "
       "Reply, the sender of the original Request (the Ksock in 'to') no longer exists.",

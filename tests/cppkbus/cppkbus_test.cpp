@@ -3,6 +3,8 @@
 // (a TestDaemon per test, $KBUS_DIR pointing at it, so that "/dev/kbusN" is
 // its bus N). Waits are bounded and driven by the bus (WaitForMessage on a
 // message queued), never by sleeping.
+#include "cppkbus/cppkbus.h"
+
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -14,7 +16,6 @@
 #include <string>
 #include <type_traits>
 
-#include "cppkbus/cppkbus.h"
 #include "kbus/errors.hpp"
 #include "support/test_daemon.hpp"
 
@@ -83,14 +84,22 @@ TEST(CppkbusError, CodesHaveTheOriginalValues) {  // §12.3
   EXPECT_EQ(Error::MessageNotInitialized, -(INT_MAX - 7));
   EXPECT_EQ(Error::MessageNotInitialised, Error::MessageNotInitialized);
   const std::pair<int, int> errnos[] = {
-      {Error::MessageEADDRINUSE, EADDRINUSE},     {Error::MessageEADDRNOTAVAIL, EADDRNOTAVAIL},
-      {Error::MessageEALREADY, EALREADY},         {Error::MessageEBADMSG, EBADMSG},
-      {Error::MessageEBUSY, EBUSY},               {Error::MessageECONNREFUSED, ECONNREFUSED},
-      {Error::MessageEINVAL, EINVAL},             {Error::MessageEMSGSIZE, EMSGSIZE},
-      {Error::MessageENAMETOOLONG, ENAMETOOLONG}, {Error::MessageENOENT, ENOENT},
-      {Error::MessageENOLCK, ENOLCK},             {Error::MessageENOMSG, ENOMSG},
-      {Error::MessageEPIPE, EPIPE},               {Error::MessageEFAULT, EFAULT},
-      {Error::MessageENOMEM, ENOMEM},             {Error::MessageEAGAIN, EAGAIN},
+      {Error::MessageEADDRINUSE, EADDRINUSE},
+      {Error::MessageEADDRNOTAVAIL, EADDRNOTAVAIL},
+      {Error::MessageEALREADY, EALREADY},
+      {Error::MessageEBADMSG, EBADMSG},
+      {Error::MessageEBUSY, EBUSY},
+      {Error::MessageECONNREFUSED, ECONNREFUSED},
+      {Error::MessageEINVAL, EINVAL},
+      {Error::MessageEMSGSIZE, EMSGSIZE},
+      {Error::MessageENAMETOOLONG, ENAMETOOLONG},
+      {Error::MessageENOENT, ENOENT},
+      {Error::MessageENOLCK, ENOLCK},
+      {Error::MessageENOMSG, ENOMSG},
+      {Error::MessageEPIPE, EPIPE},
+      {Error::MessageEFAULT, EFAULT},
+      {Error::MessageENOMEM, ENOMEM},
+      {Error::MessageEAGAIN, EAGAIN},
   };
   for (const auto& [code, err] : errnos) {
     EXPECT_EQ(code, -err);
@@ -102,13 +111,13 @@ TEST(CppkbusError, CodesHaveTheOriginalValues) {  // §12.3
 }
 
 TEST(CppkbusError, ToStringNamesEveryCode) {
-  const Error::Enum own[] = {Error::MessageIsEmpty,     Error::MessageIsNotEmpty,
-                             Error::MessageHasNoId,     Error::DeviceHasNoName,
-                             Error::DeviceModeUnset,    Error::InvalidArguments,
+  const Error::Enum own[] = {Error::MessageIsEmpty,       Error::MessageIsNotEmpty,
+                             Error::MessageHasNoId,       Error::DeviceHasNoName,
+                             Error::DeviceModeUnset,      Error::InvalidArguments,
                              Error::MessageNotInitialized};
-  const char* names[] = {"MessageIsEmpty:",  "MessageIsNotEmpty:", "MessageHasNoId:",
-                         "DeviceHasNoName:", "DeviceModeUnset:",   "InvalidArguments:",
-                         "MessageNotInitialized:"};
+  const char* names[] = {
+      "MessageIsEmpty:",  "MessageIsNotEmpty:", "MessageHasNoId:",       "DeviceHasNoName:",
+      "DeviceModeUnset:", "InvalidArguments:",  "MessageNotInitialized:"};
   for (std::size_t i = 0; i < std::size(own); ++i) {
     EXPECT_EQ(Error::ToString(own[i]).rfind(names[i], 0), 0u) << Error::ToString(own[i]);
     EXPECT_EQ(streamed(own[i]), Error::ToString(own[i]));
@@ -312,8 +321,8 @@ TEST(CppkbusMessage, FailedConstructionLeavesItEmpty) {
 
 TEST(CppkbusMessage, ToStringShowsKindAndFields) {  // §12.3
   const MessageId id(0, 5);
-  Message request("$.Fred", MessageFlags::WantReply, &id, nullptr, 0, 3, nullptr, nullptr, "abc",
-                  3, true);
+  Message request("$.Fred", MessageFlags::WantReply, &id, nullptr, 0, 3, nullptr, nullptr, "abc", 3,
+                  true);
   EXPECT_EQ(request.ToString(), "<Request \"$.Fred\" id=[0,5] from=3 flags=1 REQ data=\"abc\">");
   EXPECT_EQ(streamed(request), request.ToString());
 
@@ -345,8 +354,8 @@ TEST(CppkbusMessage, ToStringShowsKindAndFields) {  // §12.3
   std::memcpy(event, words, sizeof words);
   std::memcpy(event + 12, "$.Fred", 6);
   const MessageId eid(0, 7);
-  Message bind_event("$.KBUS.ReplierBindEvent", 0x204, &eid, nullptr, 0, 0, nullptr, nullptr,
-                     event, sizeof event, true);
+  Message bind_event("$.KBUS.ReplierBindEvent", 0x204, &eid, nullptr, 0, 0, nullptr, nullptr, event,
+                     sizeof event, true);
   EXPECT_TRUE(bind_event.IsReplierBindEvent());
   EXPECT_EQ(bind_event.ToString(),
             "<ReplierBindEvent id=[0,7] flags=204 SYN|aFL [Bind \"$.Fred\" for 3]>");
@@ -451,8 +460,8 @@ TEST(CppkbusMessage, BecomesStatefulRequest) {  // §12.3, §11.5 stateful_reque
   EXPECT_EQ(data_of(next), "d");
 
   // From a previous Stateful Request: its to and final_to.
-  Message earlier("$.Earlier", MessageFlags::WantReply, nullptr, nullptr, 9, 0, nullptr,
-                  &final_to, nullptr, 0, true);
+  Message earlier("$.Earlier", MessageFlags::WantReply, nullptr, nullptr, 9, 0, nullptr, &final_to,
+                  nullptr, 0, true);
   Message third("$.Third");
   ASSERT_EQ(third.BecomesStatefulRequest(earlier), 0);
   EXPECT_EQ(third.GetTo(u), 0);
@@ -757,8 +766,8 @@ TEST_F(CppkbusBus, SendErrors) {  // §5.2
 
   Message huge("$.Huge", std::string(2000, 'x').data(), 2000, 0);
   EXPECT_EQ(k.Send(huge), -EMSGSIZE);
-  Message both("$.Fred", MessageFlags::AllOrWait | MessageFlags::AllOrFail, nullptr, nullptr, 0,
-               0, nullptr, nullptr, nullptr, 0, true);
+  Message both("$.Fred", MessageFlags::AllOrWait | MessageFlags::AllOrFail, nullptr, nullptr, 0, 0,
+               nullptr, nullptr, nullptr, 0, true);
   EXPECT_EQ(k.Send(both), -EINVAL);
 
   // Read-only Ksocks cannot send (§1.2-3); write-only ones cannot receive.
@@ -878,11 +887,11 @@ TEST_F(CppkbusBus, AllOrFailAndAllOrWait) {
   ASSERT_EQ(listener.Bind("$.Fred"), 0);
   Message first("$.Fred");
   ASSERT_EQ(sender.Send(first), 0);
-  Message fail("$.Fred", MessageFlags::AllOrFail, nullptr, nullptr, 0, 0, nullptr, nullptr,
-               nullptr, 0, true);
+  Message fail("$.Fred", MessageFlags::AllOrFail, nullptr, nullptr, 0, 0, nullptr, nullptr, nullptr,
+               0, true);
   EXPECT_EQ(sender.Send(fail), -EBUSY);
-  Message wait("$.Fred", MessageFlags::AllOrWait, nullptr, nullptr, 0, 0, nullptr, nullptr,
-               nullptr, 0, true);
+  Message wait("$.Fred", MessageFlags::AllOrWait, nullptr, nullptr, 0, 0, nullptr, nullptr, nullptr,
+               0, true);
   MessageId pending;
   EXPECT_EQ(sender.Send(wait, &pending), -EAGAIN);
   EXPECT_NE(pending, MessageId());  // the id is given with EAGAIN
