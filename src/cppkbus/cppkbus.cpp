@@ -272,9 +272,15 @@ int Message::Init(const std::string& name, uint32_t flags, const void* data, siz
       rc = kbus_msg_create_entire(&m, name.data(), static_cast<uint32_t>(name.size()), data,
                                   static_cast<uint32_t>(nr_bytes), flags);
     } else {
-      mName = name;
-      rc = kbus_msg_create(&m, mName.c_str(), static_cast<uint32_t>(mName.size()), data,
+      // The name lives in mName; it is replaced only once the new message
+      // exists, so that a failure leaves the old message (which may point
+      // at mName) intact.
+      std::string copy(name);
+      rc = kbus_msg_create(&m, copy.c_str(), static_cast<uint32_t>(copy.size()), data,
                            static_cast<uint32_t>(nr_bytes), flags);
+      if (rc < 0) return rc;
+      mName.swap(copy);
+      m->name = const_cast<char*>(mName.c_str());
     }
     if (rc < 0) return rc;
     kbus_msg_delete(&mMsg);

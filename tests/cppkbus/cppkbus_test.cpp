@@ -845,6 +845,33 @@ TEST_F(CppkbusBus, PointyMessageIsReadAtSend) {
   EXPECT_EQ(data_of(got), "after!");
 }
 
+// A pointy Reply: BecomesReplyTo keeps it pointing at the caller's data,
+// read when it is sent (§3.4).
+TEST_F(CppkbusBus, PointyReplyIsReadAtSend) {
+  Ksock r(0), s(0);
+  open(r);
+  open(s);
+  ASSERT_EQ(r.Bind("$.Q", true), 0);
+  Message q("$.Q", true);
+  MessageId id;
+  ASSERT_EQ(s.Send(q, &id), 0);
+  Message got;
+  ASSERT_EQ(r.Receive(got), 1);
+  char data[] = "draft";
+  Message reply("$.Whatever", data, 5, 0, false);
+  ASSERT_EQ(reply.BecomesReplyTo(got), 0);
+  EXPECT_FALSE(reply.IsEntire());
+  std::memcpy(data, "final", 5);
+  ASSERT_EQ(r.Send(reply), 0);
+  Message answer;
+  ASSERT_EQ(s.Receive(answer), 1);
+  EXPECT_EQ(name_of(answer), "$.Q");
+  EXPECT_EQ(data_of(answer), "final");
+  MessageId irt;
+  EXPECT_EQ(answer.GetInReplyTo(irt), 0);
+  EXPECT_EQ(irt, id);
+}
+
 TEST_F(CppkbusBus, WaitForMessage) {  // §4.4
   Ksock k(0);
   open(k);
