@@ -11,8 +11,9 @@
  *
  * Conventions (those of the original):
  *
- *   - Nothing throws. Functions that can fail return an int: 0 (or a count,
- *     where said) on success, else a negative error code: -errno with the
+ *   - Nothing throws (short of std::bad_alloc from std::string when memory
+ *     runs out, as in the original). Functions that can fail return an int:
+ *     0 (or 1/0 where said) on success, else a negative error code: -errno with the
  *     KBUS meanings of KBUS-SPEC.md §13.5 (cppkbus::Error::MessageEBADMSG
  *     is -EBADMSG ...), or one of the library's own codes
  *     (cppkbus::Error::MessageIsEmpty ...). Error::ToString() explains any
@@ -36,7 +37,6 @@
 #include <stdint.h>
 
 #include <ios>
-#include <iosfwd>
 #include <string>
 
 #include "../libkbus/kbus.h"
