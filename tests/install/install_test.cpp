@@ -303,13 +303,14 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
 // strict C++98 without exceptions; both hold their conversation with the
 // installed kbusd.
 TEST_F(InstallTest, CppkbusProgramBuildsWithPlainCxx) {
-  const std::string flags = "-I" + quote(in_prefix(KBUS_INCLUDEDIR)) + " -L" + quote(libdir()) +
-                            " -lkbus";
+  const std::string flags =
+      "-I" + quote(in_prefix(KBUS_INCLUDEDIR)) + " -L" + quote(libdir()) + " -lkbus";
   const std::string program = quote(kSource + "/tests/cppkbus/cppkbus_program.cpp");
   const std::vector<std::pair<std::string, std::string>> builds = {
       {"cppkbus_plain", std::string(KBUS_CXX) + " " + program + " " + flags},
-      {"cppkbus_cxx98", std::string(KBUS_CXX) + " -std=c++98 -fno-exceptions -Wall -Wextra -Werror " +
-                            program + " " + flags},
+      {"cppkbus_cxx98", std::string(KBUS_CXX) +
+                            " -std=c++98 -fno-exceptions -Wall -Wextra -Werror " + program + " " +
+                            flags},
   };
   for (const auto& [out, cmd] : builds) {
     auto r = sh(cmd + " -o " + quote(kWork + "/" + out));
