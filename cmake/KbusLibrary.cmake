@@ -20,8 +20,13 @@ list(FILTER KBUS_CAPI_SRC EXCLUDE REGEX "_test\\.cpp$")
 add_library(kbus_capi STATIC ${KBUS_CAPI_SRC})
 target_link_libraries(kbus_capi PUBLIC kbus_client)
 
+# ---- the cppkbus layer: the original C++ binding (<cppkbus/cppkbus.h>,
+# namespace cppkbus, KBUS-SPEC.md §12.3), over the C API ----
+add_library(kbus_cppkbus STATIC ${PROJECT_SOURCE_DIR}/src/cppkbus/cppkbus.cpp)
+target_link_libraries(kbus_cppkbus PUBLIC kbus_capi)
+
 # ---- the libraries ----
-set(KBUS_LIBRARY_LAYERS kbus_core kbus_protocol kbus_client kbus_capi)
+set(KBUS_LIBRARY_LAYERS kbus_core kbus_protocol kbus_client kbus_capi kbus_cppkbus)
 set_target_properties(${KBUS_LIBRARY_LAYERS} PROPERTIES
   CXX_VISIBILITY_PRESET hidden
   VISIBILITY_INLINES_HIDDEN ON)

@@ -3,6 +3,8 @@
 #   * it exports every function that <libkbus/kbus.h> declares, the batch
 #     calls (kbus extensions) among them;
 #   * it exports the public C++ API (kbus::Ksock, kbus::Error, ...);
+#   * it exports the original C++ binding, namespace cppkbus
+#     (<cppkbus/cppkbus.h>: cppkbus::Ksock, cppkbus::Message, ...);
 #   * it exports nothing else: no kbus::core, kbus::protocol, kbus::client,
 #     kbus::capi symbols, no std:: instantiations, no stray C symbols.
 #
@@ -32,6 +34,7 @@ string(REPLACE "\n" ";" lines "${out}")
 
 set(exported_c "")
 set(exported_cxx "")
+set(exported_cppkbus "")
 set(count 0)
 foreach(line IN LISTS lines)
   if(line STREQUAL "")
@@ -50,6 +53,8 @@ foreach(line IN LISTS lines)
     string(APPEND problems "  internal symbol exported: ${name}\n")
   elseif(name MATCHES "^(typeinfo for |typeinfo name for |vtable for )?kbus::")
     list(APPEND exported_cxx "${name}")
+  elseif(name MATCHES "^(typeinfo for |typeinfo name for |vtable for )?cppkbus::")
+    list(APPEND exported_cppkbus "${name}")
   else()
     string(APPEND problems "  not part of the public API: ${name} (${type})\n")
   endif()
@@ -113,9 +118,41 @@ foreach(re IN LISTS required_cxx)
   endif()
 endforeach()
 
+# The cppkbus binding (a sample of each class).
+set(required_cppkbus
+  "^cppkbus::Constants::Get\\(\\)"
+  "^cppkbus::Error::ToString(\\[abi:cxx11\\])?\\(int\\)"
+  "^cppkbus::MessageFlags::ToString(\\[abi:cxx11\\])?\\(unsigned int\\)"
+  "^cppkbus::PollFlags::ToString(\\[abi:cxx11\\])?\\(int\\)"
+  "^cppkbus::MessageId::compare\\(cppkbus::MessageId const&\\) const"
+  "^cppkbus::OrigFrom::ToString(\\[abi:cxx11\\])?\\(\\) const"
+  "^cppkbus::Message::Message\\(\\)"
+  "^cppkbus::Message::BecomesReplyTo\\(cppkbus::Message const&\\)"
+  "^cppkbus::Message::ToString(\\[abi:cxx11\\])?\\(\\) const"
+  "^cppkbus::Device::FindReplier\\(unsigned int&, std::"
+  "^cppkbus::Ksock::Ksock\\(int, std::_Ios_Openmode\\)"
+  "^cppkbus::Ksock::Receive\\(cppkbus::Message&\\)"
+  "^cppkbus::Ksock::WaitForMessage\\(int&, int, int\\)"
+  "^cppkbus::operator<<\\(std::ostream&, cppkbus::Message const&\\)"
+  "^cppkbus::Error::operator<<\\(std::ostream&, cppkbus::Error::Enum const&\\)"
+)
+foreach(re IN LISTS required_cppkbus)
+  set(found FALSE)
+  foreach(name IN LISTS exported_cppkbus)
+    if(name MATCHES "${re}")
+      set(found TRUE)
+      break()
+    endif()
+  endforeach()
+  if(NOT found)
+    string(APPEND problems "  missing cppkbus symbol matching ${re}\n")
+  endif()
+endforeach()
+
 list(LENGTH exported_c n_c)
 list(LENGTH exported_cxx n_cxx)
+list(LENGTH exported_cppkbus n_cppkbus)
 if(problems)
   message(FATAL_ERROR "libkbus.so exports (${count} symbols):\n${problems}")
 endif()
-message(STATUS "libkbus.so: soname libkbus.so.0, ${n_c} C functions, ${n_cxx} C++ symbols, nothing else")
+message(STATUS "libkbus.so: soname libkbus.so.0, ${n_c} C functions, ${n_cxx} C++ symbols, ${n_cppkbus} cppkbus symbols, nothing else")

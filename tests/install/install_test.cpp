@@ -99,6 +99,7 @@ TEST_F(InstallTest, InstallsEveryPart) {
       std::string(KBUS_INCLUDEDIR) + "/kbus/message.hpp",
       std::string(KBUS_INCLUDEDIR) + "/kbus/errors.hpp",
       std::string(KBUS_INCLUDEDIR) + "/kbus/export.hpp",
+      std::string(KBUS_INCLUDEDIR) + "/cppkbus/cppkbus.h",
       lib + "/libkbus.so",
       lib + "/libkbus.so.0",
       lib + "/libkbus.so." KBUS_VERSION,
@@ -312,6 +313,38 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
   auto ks = run_process({kWork + "/kspeed"}, run_env(d), {}, 60s);
   EXPECT_EQ(ks.exit_code, 1);
   EXPECT_NE(ks.out.find("Usage: kspeed"), std::string::npos);
+}
+
+// cppkbus (KBUS-SPEC.md §12.3): a program written for the original C++
+// binding builds against the installed <cppkbus/cppkbus.h> and libkbus with
+// plain `c++` (no -std flag, as the original's users built), and also as
+// strict C++98 without exceptions; both hold their conversation with the
+// installed kbusd.
+TEST_F(InstallTest, CppkbusProgramBuildsWithPlainCxx) {
+  const std::string flags =
+      "-I" + quote(in_prefix(KBUS_INCLUDEDIR)) + " -L" + quote(libdir()) + " -lkbus";
+  const std::string program = quote(kSource + "/tests/cppkbus/cppkbus_program.cpp");
+  const std::vector<std::pair<std::string, std::string>> builds = {
+      {"cppkbus_plain", std::string(KBUS_CXX) + " " + program + " " + flags},
+      {"cppkbus_cxx98", std::string(KBUS_CXX) +
+                            " -std=c++98 -fno-exceptions -Wall -Wextra -Werror " + program + " " +
+                            flags},
+  };
+  for (const auto& [out, cmd] : builds) {
+    auto r = sh(cmd + " -o " + quote(kWork + "/" + out));
+    ASSERT_EQ(r.code, 0) << cmd << "\n" << r.out;
+    // The program expects Ksock 1 of a fresh bus to be another client
+    // listening to the news (tests/cppkbus/cppkbus_program.cpp).
+    TestDaemon d(1);
+    Ksock outsider = d.open(0);
+    outsider.bind("$.Talk.News");
+    auto run = run_process({kWork + "/" + out}, run_env(d), {}, 60s);
+    EXPECT_EQ(run.exit_code, 0) << out << run.out << run.err;
+    EXPECT_NE(run.out.find(" checks, 0 failed\n"), std::string::npos) << out << run.out;
+    auto m = outsider.read_next_msg();
+    ASSERT_TRUE(m.has_value()) << out;
+    EXPECT_EQ(m->data, "hello");
+  }
 }
 
 TEST_F(InstallTest, FindPackageBuildsOutsideCAndCxxPrograms) {
