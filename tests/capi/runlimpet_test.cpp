@@ -240,6 +240,17 @@ INSTANTIATE_TEST_SUITE_P(Pairs, RunlimpetInterop,
                                            PairSetup{true, true}, PairSetup{true, false}),
                          setup_name);
 
+// ---- the library itself (§10.7) ----
+
+// Every function of <libkbus/limpet.h>, its return conventions and error
+// paths, called directly by a C program (tests/capi/capi_limpet_functions.c).
+TEST(CLimpetLibrary, EveryFunctionOfLimpetH) {
+  TestDaemon d(1);
+  auto r = run_process({CAPI_LIMPET_FUNCTIONS_PATH}, {{"KBUS_DIR", d.dir()}}, {}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find(" checks, 0 failed"), std::string::npos) << r.out << r.err;
+}
+
 // ---- usage and exit codes (§13.3) ----
 
 ProcessResult run_runlimpet(std::vector<std::string> args, const std::string& dir = "/nonexistent") {
