@@ -226,6 +226,31 @@ TEST_P(RunlimpetInterop, AnnouncementsCrossBothWaysOnce) {
   EXPECT_EQ(hb.num_messages(), 0u);
 }
 
+// §5.5, §10.5-4: an ALL_OR_WAIT Announcement that finds a full listener on
+// runlimpet's bus is pending (-EAGAIN): runlimpet stops taking messages
+// from the other limpet until its Ksock is writable again, so every
+// message arrives, in order.
+TEST_P(RunlimpetInterop, AllOrWaitFromTheOtherSideWaitsForRoomAndKeepsOrder) {
+  Ksock ha = a_.open(0), sb = b_.open(0);
+  ha.set_max_messages(1);
+  ha.bind("$.Flood");
+  constexpr int kN = 5;
+  for (int i = 0; i < kN; ++i) {
+    sb.send_msg(make_announcement("$.Flood", std::to_string(i), flag::kAllOrWait));
+  }
+  // The second one is pending on runlimpet's Ksock (§9.2: "sending"; only
+  // runlimpet sends on bus A here), with ha full.
+  ASSERT_TRUE(eventually([&] { return ha.stats_report().find("), sending") != std::string::npos; }))
+      << ha.stats_report();
+  std::vector<std::string> got;
+  for (int i = 0; i < kN; ++i) {
+    auto m = ha.wait_for_msg(std::chrono::milliseconds(10000));
+    ASSERT_TRUE(m) << "got " << got.size() << " of " << kN << "\n" << c_->proc().err(1s);
+    got.push_back(m->data);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"0", "1", "2", "3", "4"}));
+}
+
 // §13.3, §14-20: -t ends runlimpet (status 0) when it reads that message,
 // at the default verbosity; closing its Ksock answers what it held.
 TEST_P(RunlimpetInterop, TheTerminationMessageEndsRunlimpet) {
