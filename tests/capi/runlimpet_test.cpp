@@ -265,6 +265,22 @@ INSTANTIATE_TEST_SUITE_P(Pairs, RunlimpetInterop,
                                            PairSetup{true, true}, PairSetup{true, false}),
                          setup_name);
 
+// §13.3: -v 2 traces every message, runlimpet's own lines and the
+// context's (verbosity given to kbus_limpet_new_context).
+TEST(RunlimpetVerbose, LevelTwoTracesEveryMessage) {
+  TestDaemon a(1), b(1);
+  LimpetProc k({"-s", "-id", std::to_string(kKbusId), "-d", b.dir(), "127.0.0.1:0"});
+  RunLimpet c(a.dir(), {"-c", "-v", "2", "-id", std::to_string(kCId),
+                        "127.0.0.1:" + std::to_string(k.port())});
+  ASSERT_TRUE(c.wait_for_line("linked to the limpet with network id 9")) << c.seen();
+  ASSERT_TRUE(k.wait_for_line("linked with")) << k.seen();
+  Ksock s = a.open(0);
+  s.send_msg(make_announcement("$.Traced", "hi"));
+  EXPECT_TRUE(c.wait_for_line("From KBUS: <Announcement '$.Traced'")) << c.seen();
+  EXPECT_TRUE(c.wait_for_line("limpet 7: bus -> peer")) << c.seen();
+  EXPECT_TRUE(c.wait_for_line("To the other limpet: <Announcement '$.Traced' id=[7:")) << c.seen();
+}
+
 // ---- the library itself (§10.7) ----
 
 // Every function of <libkbus/limpet.h>, its return conventions and error
