@@ -201,7 +201,6 @@ class LimpetRules {
   void retry(BusOps& bus);
 
   std::size_t requests_held() const noexcept { return requests_.size(); }
-  const std::map<MessageId, HeldRequest>& requests() const noexcept { return requests_; }
   const std::map<std::string, std::uint32_t>& proxies() const noexcept { return proxies_; }
   LimpetCounters& counters() noexcept { return counters_; }
   const LimpetCounters& counters() const noexcept { return counters_; }
