@@ -27,6 +27,11 @@ target_link_libraries(kbus_cppkbus PUBLIC kbus_capi)
 
 # ---- the libraries ----
 set(KBUS_LIBRARY_LAYERS kbus_core kbus_protocol kbus_client kbus_capi kbus_cppkbus)
+# The limpet core (src/limpet) under <libkbus/limpet.h> (capi/limpet_api.cpp).
+if(TARGET kbus_limpet_core)
+  target_link_libraries(kbus_capi PUBLIC kbus_limpet_core)
+  list(APPEND KBUS_LIBRARY_LAYERS kbus_limpet_core)
+endif()
 set_target_properties(${KBUS_LIBRARY_LAYERS} PROPERTIES
   CXX_VISIBILITY_PRESET hidden
   VISIBILITY_INLINES_HIDDEN ON)

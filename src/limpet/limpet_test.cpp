@@ -708,5 +708,120 @@ TEST(LimpetLoop, ACycleOfThreePairsDoesNotStorm) {
   EXPECT_GT(loops, 0u);
 }
 
+
+// ---- request records never alias (docs/decisions.md D18) ----
+
+// A client on B that replays the ids of Requests it saw pass (as a
+// listener) while they still await their answer must not take the answer
+// from the real requester on A: every Request on A is answered exactly
+// once, with its own Reply, and each replay is refused with
+// $.KBUS.RemoteError.<EADDRINUSE> by B's proxy (KBUS-SPEC.md §10.4-3,
+// §10.5-2, §6.1).
+TEST_F(ChainFixture, ReplayedIdsNeverTakeAnotherRequestersAnswer) {
+  Client q(w.bus(0)), g(w.bus(2)), x(w.bus(1));
+  g.bind("$.Far", true);
+  x.bind("$.Far");  // x sees every Request to $.Far that passes through B
+  ASSERT_GE(w.pump(), 0);
+  constexpr int kN = 5;
+  std::vector<MessageId> ids;
+  for (int i = 0; i < kN; ++i) {
+    auto id = q.send(make_request("$.Far", "q" + std::to_string(i)));
+    ASSERT_TRUE(id.ok());
+    ids.push_back(*id);
+  }
+  ASSERT_GE(w.pump(), 0);
+  auto held = g.read_all();  // g holds them all, unanswered
+  ASSERT_EQ(held.size(), static_cast<std::size_t>(kN));
+  auto seen = x.read_all();
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(kN));
+  for (auto& copy : seen) {
+    Message replay = make_request("$.Far", "replayed");
+    replay.hdr.id = copy.hdr.id;  // e.g. [1:n], an id still awaiting its answer
+    ASSERT_TRUE(x.send(replay).ok()) << "another sender's id: the bus accepts it (D13)";
+  }
+  ASSERT_GE(w.pump(), 0);
+  std::vector<Message> refused;  // (x also hears its own replays as a listener)
+  for (auto& m : x.read_all()) {
+    if (m.is_reply() && m.hdr.to == x.id) refused.push_back(m);
+  }
+  ASSERT_EQ(refused.size(), static_cast<std::size_t>(kN));
+  std::set<MessageId> refused_ids;
+  for (auto& r : refused) {
+    EXPECT_EQ(r.name, remote_error_name(EADDRINUSE));
+    EXPECT_EQ(r.hdr.to, x.id);
+    refused_ids.insert(r.hdr.in_reply_to);
+  }
+  EXPECT_EQ(refused_ids.size(), static_cast<std::size_t>(kN)) << "one answer per replay";
+  EXPECT_FALSE(g.read()) << "no replay crossed";
+  EXPECT_EQ(b2.limpet.counters().id_clashes, static_cast<std::uint64_t>(kN));
+
+  for (auto& r : held) ASSERT_TRUE(g.send(make_reply(r, "for " + r.data).value()).ok());
+  ASSERT_GE(w.pump(), 0);
+  auto answers = q.read_all();
+  ASSERT_EQ(answers.size(), static_cast<std::size_t>(kN));
+  for (int i = 0; i < kN; ++i) {
+    EXPECT_EQ(answers[static_cast<std::size_t>(i)].hdr.in_reply_to, ids[static_cast<std::size_t>(i)]);
+    EXPECT_EQ(answers[static_cast<std::size_t>(i)].data, "for q" + std::to_string(i));
+    EXPECT_FALSE(answers[static_cast<std::size_t>(i)].is_status());
+  }
+  for (auto& m : x.read_all()) {  // only listener copies of the Replies crossing B
+    EXPECT_TRUE(m.is_reply());
+    EXPECT_NE(m.hdr.to, x.id) << m.to_string();
+  }
+  for (Node* n : {&a, &b1, &b2, &c}) EXPECT_EQ(n->limpet.requests_held(), 0u);
+
+  // Once answered, the id may be used again: the replay then crosses and
+  // gets its own answer from the far replier. (x stops listening, so that
+  // the Reply to it arrives once, not also as a listener copy.)
+  ASSERT_TRUE(w.bus(1).unbind(x.id, 0, "$.Far").ok());
+  Message again = make_request("$.Far", "later");
+  again.hdr.id = seen[0].hdr.id;
+  ASSERT_TRUE(x.send(again).ok());
+  ASSERT_GE(w.pump(), 0);
+  auto req = g.read();
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->data, "later");
+  ASSERT_TRUE(g.send(make_reply(*req, "ok").value()).ok());
+  ASSERT_GE(w.pump(), 0);
+  std::vector<Message> got;
+  for (auto& m : x.read_all()) {
+    if (m.hdr.to == x.id) got.push_back(m);
+  }
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].data, "ok");
+  EXPECT_TRUE(q.read_all().empty()) << "nothing more for A's requester";
+}
+
+// An answer from the peer is matched by the id its Request crossed with:
+// one carrying an id of the peer's own bus ({0,n}, as an original limpet
+// forwards listener copies of local Replies) never matches a record, even
+// when this bus has a Request with the same serial (§14-21).
+TEST_F(PairFixture, AnAnswerWithAForeignLocalIdMatchesNoRecord) {
+  Client q(w.bus(0)), g(w.bus(1));
+  replier_on_b(g, "$.Gulp");
+  auto id = q.send(make_request("$.Gulp", "food?"));
+  ASSERT_TRUE(id.ok());
+  ASSERT_GE(w.pump(), 0);
+  auto req = g.read();
+  ASSERT_TRUE(req);
+  ASSERT_EQ(la.limpet.requests_held(), 1u);
+  Message stray;
+  stray.name = "$.Gulp";
+  stray.data = "stray";
+  stray.hdr.id = MessageId{2, 77};
+  stray.hdr.in_reply_to = *id;  // {0, n}: the same serial, but of bus B
+  stray.hdr.to = 12345;
+  la.limpet.from_peer(stray);
+  ASSERT_GE(w.pump(), 0);
+  EXPECT_TRUE(q.read_all().empty()) << "the stray answer was not taken for q's Request";
+  EXPECT_EQ(la.limpet.requests_held(), 1u);
+  ASSERT_TRUE(g.send(make_reply(*req, "yes").value()).ok());
+  ASSERT_GE(w.pump(), 0);
+  auto rep = q.read_all();
+  ASSERT_EQ(rep.size(), 1u);
+  EXPECT_EQ(rep[0].data, "yes");
+  EXPECT_EQ(rep[0].hdr.in_reply_to, *id);
+}
+
 }  // namespace
 }  // namespace kbus::limpet

@@ -47,7 +47,7 @@ foreach(line IN LISTS lines)
   set(type "${CMAKE_MATCH_1}")
   set(name "${CMAKE_MATCH_2}")
   math(EXPR count "${count} + 1")
-  if(name MATCHES "^kbus_[a-z0-9_]+$")
+  if(name MATCHES "^kbus_[A-Za-z0-9_]+$")
     list(APPEND exported_c "${name}")
   elseif(name MATCHES "^(typeinfo for |typeinfo name for |vtable for )?kbus::(core|protocol|client|capi|daemon|limpet|test)::")
     string(APPEND problems "  internal symbol exported: ${name}\n")
@@ -60,12 +60,17 @@ foreach(line IN LISTS lines)
   endif()
 endforeach()
 
-# Every C function of the header.
+# Every C function of the headers (<libkbus/limpet.h> too, if given as
+# -DLIMPET_HEADER=...).
 file(READ ${HEADER} header)
-string(REGEX MATCHALL "KBUS_EXPORT[^;(]*[ *](kbus_[a-z0-9_]+)\\(" decls "${header}")
+if(LIMPET_HEADER)
+  file(READ ${LIMPET_HEADER} limpet_header)
+  string(APPEND header "\n${limpet_header}")
+endif()
+string(REGEX MATCHALL "KBUS_EXPORT[^;(]*[ *](kbus_[A-Za-z0-9_]+)\\(" decls "${header}")
 set(declared "")
 foreach(d IN LISTS decls)
-  string(REGEX REPLACE ".*[ *](kbus_[a-z0-9_]+)\\($" "\\1" fn "${d}")
+  string(REGEX REPLACE ".*[ *](kbus_[A-Za-z0-9_]+)\\($" "\\1" fn "${d}")
   list(APPEND declared ${fn})
 endforeach()
 list(LENGTH declared n_declared)
@@ -79,7 +84,7 @@ foreach(fn IN LISTS declared)
 endforeach()
 foreach(fn IN LISTS exported_c)
   if(NOT fn IN_LIST declared)
-    string(APPEND problems "  C symbol not declared in kbus.h: ${fn}\n")
+    string(APPEND problems "  C symbol not declared in kbus.h or limpet.h: ${fn}\n")
   endif()
 endforeach()
 # The kbus extensions: the batch calls.
@@ -88,6 +93,19 @@ foreach(fn kbus_ksock_send_msgs kbus_ksock_read_msgs kbus_ksock_wait_for_msgs)
     string(APPEND problems "  batch call not declared and exported: ${fn}\n")
   endif()
 endforeach()
+
+# The Limpet library of §10.7 (<libkbus/limpet.h>).
+if(LIMPET_HEADER)
+  foreach(fn kbus_serialise_message_header kbus_unserialise_message_header
+             kbus_limpet_new_context kbus_limpet_set_verbosity kbus_limpet_free_context
+             kbus_limpet_amend_msg_from_kbus kbus_limpet_amend_msg_to_kbus
+             kbus_limpet_ReplierBindEvent_hton kbus_limpet_ReplierBindEvent_ntoh
+             kbus_limpet_could_not_send_to_kbus_msg)
+    if(NOT fn IN_LIST declared OR NOT fn IN_LIST exported_c)
+      string(APPEND problems "  limpet.h function not declared and exported: ${fn}\n")
+    endif()
+  endforeach()
+endif()
 
 # The C++ API (a sample of each header).
 set(required_cxx

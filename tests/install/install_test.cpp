@@ -270,6 +270,8 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
            flags},
       {"original_defns",
        std::string(KBUS_CC) + " " + quote(src + "/capi/original_defns.c") + " " + flags},
+      // <libkbus/limpet.h> is installed and its functions are in libkbus.
+      {"runlimpet", std::string(KBUS_CC) + " " + quote(src + "/capi/runlimpet.c") + " " + flags},
       {"outside_cxx",
        std::string(KBUS_CXX) + " -std=c++20 " + quote(src + "/install/outside.cpp") + " " + flags},
       // The static library is self-contained, with the C++ runtime.
@@ -313,6 +315,9 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
   auto ks = run_process({kWork + "/kspeed"}, run_env(d), {}, 60s);
   EXPECT_EQ(ks.exit_code, 1);
   EXPECT_NE(ks.out.find("Usage: kspeed"), std::string::npos);
+  auto rl = run_process({kWork + "/runlimpet"}, run_env(d), {}, 60s);
+  EXPECT_EQ(rl.exit_code, 0) << rl.err;
+  EXPECT_NE(rl.out.find("Usage: runlimpet"), std::string::npos) << rl.out;
 }
 
 // cppkbus (KBUS-SPEC.md §12.3): a program written for the original C++
