@@ -8,6 +8,7 @@
 //   kbus bindings | stats | new-device   [-b BUS]
 //   kbus errno    N | NAME | --list
 //   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
+//   kbus run      [-d DIR] PROGRAM [ARGS...]   (/dev/kbusN programs; docs/device.md)
 //
 // Every command takes -b/--bus (default 0) and -d/--dir (default: $KBUS_DIR,
 // then the protocol's default directory). Exit status: 0 success; 1 a KBUS
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "cli/json_output.hpp"
+#include "cli/run_command.hpp"
 #include "cli/shell_command.hpp"
 #include "cli/stop_signals.hpp"
 #include "kbus/errors.hpp"
@@ -393,6 +395,13 @@ int run(int argc, char** argv) {
   limpet->prefix_command();
   limpet->set_help_flag();
 
+  // `kbus run`: everything from PROGRAM on goes to the program.
+  std::string run_dir;
+  auto* run_cmd = app.add_subcommand(
+      "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
+  run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
+  run_cmd->prefix_command();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -414,6 +423,7 @@ int run(int argc, char** argv) {
     if (newdev->parsed()) return cmd_new_device(common);
     if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
     if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
+    if (run_cmd->parsed()) return cmd_run(run_dir, run_cmd->remaining());
   } catch (const Error& e) {
     auto subs = app.get_subcommands();
     return report_failure(subs.empty() ? "error" : subs.front()->get_name(), e.error_number());
