@@ -8,8 +8,8 @@
 //
 // fopen() is here because the C library's own fopen() opens files without
 // calling the open() that a preload can replace: a FILE for /dev/kbusN reads
-// and writes through the device layer (fopencookie) but has no descriptor
-// (fileno() is -1), so ioctl() needs open(). See docs/device.md.
+// and writes through the device layer (fopencookie), and fileno() gives its
+// KBUS descriptor for ioctl() and poll(). See docs/device.md.
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +17,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "preload/device.hpp"
 #include "preload/device_path.hpp"
@@ -46,6 +48,21 @@ std::optional<int> bus_of(int dirfd, const char* path, int flags) {
 }
 
 // ---- FILE streams on /dev/kbusN (fopencookie) ----
+//
+// The stream's descriptor is known here (fileno() answers it), so a program
+// can fopen() the device, ioctl(fileno(f), ...) and fread()/fwrite() it.
+
+std::mutex g_streams_mu;
+std::unordered_map<FILE*, int>& streams() {
+  static auto* m = new std::unordered_map<FILE*, int>;  // never destroyed
+  return *m;
+}
+
+int stream_fd(FILE* f) {
+  std::lock_guard<std::mutex> lk(g_streams_mu);
+  auto it = streams().find(f);
+  return it == streams().end() ? -1 : it->second;
+}
 
 ssize_t cookie_read(void* c, char* buf, size_t n) {
   const int fd = static_cast<int>(reinterpret_cast<intptr_t>(c));
@@ -69,6 +86,15 @@ ssize_t cookie_write(void* c, const char* buf, size_t n) {
 
 int cookie_close(void* c) {
   const int fd = static_cast<int>(reinterpret_cast<intptr_t>(c));
+  {
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    for (auto it = streams().begin(); it != streams().end(); ++it) {
+      if (it->second == fd) {
+        streams().erase(it);
+        break;
+      }
+    }
+  }
   auto r = kbus::preload::device_close(fd);
   return r ? *r : real().close(fd);
 }
@@ -115,6 +141,10 @@ FILE* device_fopen(int bus, const char* mode) {
   // The original's read() returned a message in pieces as asked: no
   // read-ahead beyond what the program asks for.
   ::setvbuf(f, nullptr, _IONBF, 0);
+  {
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    streams()[f] = fd;
+  }
   return f;
 }
 
@@ -176,6 +206,22 @@ __attribute__((visibility("default"))) FILE* fopen(const char* path, const char*
 __attribute__((visibility("default"))) FILE* fopen64(const char* path, const char* mode) {
   if (auto bus = bus_of(AT_FDCWD, path, 0)) return device_fopen(*bus, mode);
   return real().fopen64(path, mode);
+}
+
+__attribute__((visibility("default"))) int fileno(FILE* f) {
+  if (!inside()) {
+    const int fd = stream_fd(f);
+    if (fd >= 0) return fd;
+  }
+  return real().fileno(f);
+}
+
+__attribute__((visibility("default"))) int fileno_unlocked(FILE* f) {
+  if (!inside()) {
+    const int fd = stream_fd(f);
+    if (fd >= 0) return fd;
+  }
+  return real().fileno_unlocked(f);
 }
 
 __attribute__((visibility("default"))) ssize_t read(int fd, void* buf, size_t count) {

@@ -27,6 +27,8 @@ RealFunctions look_up() noexcept {
   r.openat64_2 = next<decltype(r.openat64_2)>("__openat64_2");
   r.fopen = next<decltype(r.fopen)>("fopen");
   r.fopen64 = next<decltype(r.fopen64)>("fopen64");
+  r.fileno = next<decltype(r.fileno)>("fileno");
+  r.fileno_unlocked = next<decltype(r.fileno_unlocked)>("fileno_unlocked");
   r.read = next<decltype(r.read)>("read");
   r.read_chk = next<decltype(r.read_chk)>("__read_chk");
   r.write = next<decltype(r.write)>("write");
@@ -44,6 +46,7 @@ RealFunctions look_up() noexcept {
   if (!r.openat64_2) r.openat64_2 = r.openat_2;
   if (!r.fopen64) r.fopen64 = r.fopen;
   if (!r.fcntl64) r.fcntl64 = r.fcntl;
+  if (!r.fileno_unlocked) r.fileno_unlocked = r.fileno;
   return r;
 }
 

@@ -25,6 +25,8 @@ struct RealFunctions {
   int (*openat64_2)(int, const char*, int);
   FILE* (*fopen)(const char*, const char*);
   FILE* (*fopen64)(const char*, const char*);
+  int (*fileno)(FILE*);
+  int (*fileno_unlocked)(FILE*);
   ssize_t (*read)(int, void*, size_t);
   ssize_t (*read_chk)(int, void*, size_t, size_t);
   ssize_t (*write)(int, const void*, size_t);
