@@ -259,9 +259,11 @@ int fail(int e) {
 
 // Runs op(device) with the device locked and this thread inside the layer:
 // nullopt if fd is not a KBUS descriptor; ENXIO in a child of fork(); EBADF
-// if the Ksock has been closed.
+// if the Ksock has been closed. On success errno is left as it was, as a
+// system call leaves it.
 template <class R, class F>
 std::optional<R> with_device(int fd, F&& op) {
+  const int saved = errno;
   auto info = FdTable::instance().find(fd);
   if (!info) return std::nullopt;
   Device& d = *info->dev;
@@ -270,7 +272,9 @@ std::optional<R> with_device(int fd, F&& op) {
   Inside in;
   if (!d.k.ksock.is_open()) return static_cast<R>(fail(EBADF));
   try {
-    return static_cast<R>(op(d));
+    const R r = static_cast<R>(op(d));
+    if (r >= 0) errno = saved;
+    return r;
   } catch (const std::bad_alloc&) {
     return static_cast<R>(fail(ENOMEM));
   }
@@ -416,6 +420,7 @@ int kbus_ioctl(Device& d, unsigned int cmd, void* arg) {
 }  // namespace
 
 int device_open(int bus, int flags) {
+  const int saved = errno;
   auto mode = capi::mode_from_open_flags(flags);
   if (!mode) return fail(EINVAL);
   if (flags & O_DIRECTORY) return fail(ENOTDIR);
@@ -461,6 +466,7 @@ int device_open(int bus, int flags) {
     }
     FdTable::instance().add(fd, FdInfo{std::move(d), (flags & O_CLOEXEC) != 0, st.st_dev,
                                        st.st_ino});
+    errno = saved;
     return fd;
   } catch (const std::bad_alloc&) {
     return fail(ENOMEM);

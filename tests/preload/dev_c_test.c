@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -145,8 +146,10 @@ static void scenario_ioctls(void)
 	kbus_msg_id_t mid, last;
 	kbus_message_t *m;
 
-	/* RESET: a no-op. */
+	/* RESET: a no-op. A call that succeeds leaves errno alone. */
+	errno = 12345;
 	CHECK_EQ(ioctl(f, KBUS_IOC_RESET, 0), 0);
+	CHECK_EQ(errno, 12345);
 
 	/* KSOCKID: ids are assigned 1, 2, ... on a fresh bus (§1.2). */
 	CHECK_EQ(id_f, 1);
@@ -627,6 +630,18 @@ static void scenario_poll(void)
 	CHECK(FD_ISSET(l, &rd));
 	CHECK(!FD_ISSET(ro, &wr));
 	CHECK_EQ(kbus_wait_for_message(l, KBUS_KSOCK_READABLE), KBUS_KSOCK_READABLE);
+	{
+		/* epoll sees the same. */
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = {EPOLLIN, {0}}, out;
+		CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev), 0);
+		CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, ro, &ev), 0);
+		ev.data.fd = l;
+		CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_MOD, l, &ev), 0);
+		CHECK_EQ(epoll_wait(ep, &out, 1, 0), 1);
+		CHECK_EQ(out.data.fd, l);
+		close(ep);
+	}
 	/* The current read message does not count. */
 	CHECK_EQ(kbus_ksock_next_msg(l, &v), 1);
 	CHECK_EQ(poll_events(l), POLLOUT);
@@ -866,6 +881,25 @@ static void scenario_dup(void)
 	CHECK(replier_of(obs, "$.Dup2") != 0);
 	CHECK_EQ(close(h), 0);
 	CHECK_EQ(replier_of(obs, "$.Dup2"), 0);
+
+	/* A descriptor closed behind the library's back (close_range is a
+	 * system call of its own) and its number reused: the new file is left
+	 * alone, and the Ksock is closed once that is seen. */
+	c = open_dev(0, O_RDWR);
+	CHECK_EQ(kbus_ksock_bind(c, "$.Stale", 1), 0);
+	CHECK_EQ(pipe(p), 0);
+	CHECK_EQ(close_range((unsigned)c, (unsigned)c, 0), 0);
+	CHECK_EQ(fcntl(p[0], F_DUPFD, c), c);	/* c is free: the pipe gets it */
+	CHECK_EQ(write(p[1], "abc", 3), 3);
+	{
+		char three[3];
+		CHECK_EQ(read(c, three, 3), 3);
+		CHECK(memcmp(three, "abc", 3) == 0);
+	}
+	CHECK_EQ(replier_of(obs, "$.Stale"), 0);
+	CHECK_EQ(close(c), 0);
+	close(p[0]);
+	close(p[1]);
 	close(obs);
 }
 
