@@ -401,6 +401,7 @@ int run(int argc, char** argv) {
       "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
   run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
   run_cmd->prefix_command();
+  run_cmd->footer("Usage: kbus run [-d DIR] PROGRAM [ARGS...]  (PROGRAM is looked up in $PATH)");
 
   try {
     app.parse(argc, argv);

@@ -4,7 +4,7 @@ original Python module's way: open(), fcntl.ioctl(), os.read(), os.write()).
 Run under `kbus run` against a kbusd with 3 fresh buses
 (tests/preload/preload_test.cpp):
 
-    python3 dev_py_test.py ioctls | rw_poll | fork
+    python3 dev_py_test.py ioctls | rw_poll | fork | with_package
 
 Exits 0 if every check passed, else 1 listing each failed check.
 """
@@ -257,9 +257,27 @@ def fork():
     k.close()
 
 
+# ---- the kbus package (its own sockets) beside the device, in one program ----
+
+def with_package():
+    import kbus   # python/kbus, on PYTHONPATH
+    pk = kbus.Ksock(0, 'rw')
+    pk.bind('$.Py.Both')
+    dev = Ksock(0, 'rw')
+    dev.bind('$.Py.Both')
+    dev.send_msg(Message('$.Py.Both', b'from the device'))
+    m = pk.wait_for_msg(10)
+    check(m is not None and m.data == b'from the device', 'the package got the device message')
+    pk.send_msg(kbus.Announcement('$.Py.Both', b'from the package'))
+    got = [dev.read_next_msg().data, dev.read_next_msg().data]
+    check_eq(got, [b'from the device', b'from the package'], 'the device got both')
+    pk.close()
+    dev.close()
+
+
 if __name__ == '__main__':
     what = sys.argv[1] if len(sys.argv) > 1 else ''
-    scenarios = {'ioctls': ioctls, 'rw_poll': rw_poll, 'fork': fork}
+    scenarios = {'ioctls': ioctls, 'rw_poll': rw_poll, 'fork': fork, 'with_package': with_package}
     if what not in scenarios:
         sys.stderr.write('usage: dev_py_test.py %s\n' % '|'.join(scenarios))
         sys.exit(2)

@@ -159,6 +159,18 @@ TEST_F(PreloadTest, PythonFork) {
   expect_all_checks_pass({"/usr/bin/python3", DEV_PY_TEST_PATH, "fork"});
 }
 
+// A program that also uses the kbus Python package (its own connections to
+// kbusd) beside the device: the library leaves the package's descriptors
+// alone, and the two kinds of Ksock talk to each other.
+TEST_F(PreloadTest, PythonPackageAndDeviceInOneProgram) {
+  Env e = env();
+  e.emplace_back("PYTHONPATH", std::string(KBUS_SOURCE_DIR) + "/python");
+  auto r = run_process(under_kbus_run({"/usr/bin/python3", DEV_PY_TEST_PATH, "with_package"}), e,
+                       {}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find(" checks, 0 failed"), std::string::npos) << r.out << r.err;
+}
+
 // ---- kbus run itself ----
 
 TEST(KbusRun, AppendsTheLibraryToLdPreloadAndSetsKbusDir) {
