@@ -132,7 +132,10 @@ TEST_F(PreloadTest, CProgramKilledMidWrite) {
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(reply->hdr.in_reply_to, third);
   EXPECT_EQ(reply->data, "answered");
-  EXPECT_EQ(daemon_.open(0).bindings_report().find(std::to_string(p.pid())), std::string::npos);
+  // No binding of the killed process is left (§9.1: "bus: id pid R|L name").
+  const std::string report = daemon_.open(0).bindings_report();
+  EXPECT_EQ(report.find(" " + std::to_string(p.pid()) + "  R  "), std::string::npos) << report;
+  EXPECT_EQ(report.find(" " + std::to_string(p.pid()) + "  L  "), std::string::npos) << report;
 }
 
 // ---- C++, in cppkbus's manner (dev_cpp_test.cpp) ----
