@@ -134,8 +134,7 @@ class FdTable {
     }
     struct stat st;
     const int saved = errno;
-    const bool same =
-        ::fstat(fd, &st) == 0 && st.st_dev == info.st_dev && st.st_ino == info.st_ino;
+    const bool same = ::fstat(fd, &st) == 0 && st.st_dev == info.st_dev && st.st_ino == info.st_ino;
     errno = saved;
     if (!same) {
       release(remove(fd).second);
@@ -401,15 +400,15 @@ int kbus_ioctl(Device& d, unsigned int cmd, void* arg) {
     case KBUS_IOC_UNREPLIEDTO:
       return put_u32_result(k.try_num_unreplied_to(), arg);
     case KBUS_IOC_MSGONLYONCE:
-      return inout_u32(arg, [&](std::uint32_t v) { return k.try_only_once(static_cast<Toggle>(v)); });
+      return inout_u32(arg,
+                       [&](std::uint32_t v) { return k.try_only_once(static_cast<Toggle>(v)); });
     case KBUS_IOC_VERBOSE:
       return inout_u32(arg, [&](std::uint32_t v) { return k.try_verbose(static_cast<Toggle>(v)); });
     case KBUS_IOC_NEWDEVICE:
       return put_u32_result(k.try_new_device(), arg);
     case KBUS_IOC_REPORTREPLIERBINDS:
-      return inout_u32(arg, [&](std::uint32_t v) {
-        return k.try_report_replier_binds(static_cast<Toggle>(v));
-      });
+      return inout_u32(
+          arg, [&](std::uint32_t v) { return k.try_report_replier_binds(static_cast<Toggle>(v)); });
     case KBUS_IOC_MAXMSGSIZE:
       return inout_u32(arg, [&](std::uint32_t v) { return k.try_set_max_message_size(v); });
     default:
@@ -464,8 +463,8 @@ int device_open(int bus, int flags) {
       d->k.ksock.close();
       return fail(e);
     }
-    FdTable::instance().add(fd, FdInfo{std::move(d), (flags & O_CLOEXEC) != 0, st.st_dev,
-                                       st.st_ino});
+    FdTable::instance().add(fd,
+                            FdInfo{std::move(d), (flags & O_CLOEXEC) != 0, st.st_dev, st.st_ino});
     errno = saved;
     return fd;
   } catch (const std::bad_alloc&) {
@@ -550,8 +549,8 @@ std::optional<int> device_fcntl(int fd, int cmd, unsigned long arg, bool is_fcnt
     case F_DUPFD_CLOEXEC: {
       const int nfd = call(fd, F_DUPFD_CLOEXEC, arg);
       if (nfd < 0) return -1;
-      FdTable::instance().add(nfd, FdInfo{info->dev, cmd == F_DUPFD_CLOEXEC, info->st_dev,
-                                          info->st_ino});
+      FdTable::instance().add(
+          nfd, FdInfo{info->dev, cmd == F_DUPFD_CLOEXEC, info->st_dev, info->st_ino});
       return nfd;
     }
     case F_GETFD:
@@ -594,8 +593,8 @@ std::optional<int> device_dup3(int oldfd, int newfd, int flags) {
   // newfd was closed by the call: it no longer names its old Device.
   const int e = errno;
   if (info) {
-    t.add(newfd, FdInfo{info->dev, flags != -1 && (flags & O_CLOEXEC) != 0, info->st_dev,
-                        info->st_ino});
+    t.add(newfd,
+          FdInfo{info->dev, flags != -1 && (flags & O_CLOEXEC) != 0, info->st_dev, info->st_ino});
   } else {
     release(t.remove(newfd).second);
   }

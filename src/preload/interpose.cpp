@@ -31,13 +31,13 @@ using kbus::preload::real;
 namespace {
 
 // The mode argument of open(): present only with O_CREAT or O_TMPFILE.
-#define KBUS_OPEN_MODE(flags, last)                  \
-  mode_t mode = 0;                                   \
-  if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE) { \
-    va_list ap;                                      \
-    va_start(ap, last);                              \
-    mode = static_cast<mode_t>(va_arg(ap, int));     \
-    va_end(ap);                                      \
+#define KBUS_OPEN_MODE(flags, last)                            \
+  mode_t mode = 0;                                             \
+  if (((flags)&O_CREAT) || ((flags)&O_TMPFILE) == O_TMPFILE) { \
+    va_list ap;                                                \
+    va_start(ap, last);                                        \
+    mode = static_cast<mode_t>(va_arg(ap, int));               \
+    va_end(ap);                                                \
   }
 
 // The bus a path names, unless the call must go to the C library: inside

@@ -18,23 +18,23 @@ namespace {
 int checks = 0;
 int failures = 0;
 
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    ++checks;                                                                \
-    if (!(cond)) {                                                           \
-      ++failures;                                                            \
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    ++checks;                                                                       \
+    if (!(cond)) {                                                                  \
+      ++failures;                                                                   \
       std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                        \
+    }                                                                               \
   } while (0)
 
-#define CHECK_EQ(a, b)                                                       \
-  do {                                                                       \
-    ++checks;                                                                \
-    long long a_ = static_cast<long long>(a), b_ = static_cast<long long>(b); \
-    if (a_ != b_) {                                                          \
-      ++failures;                                                            \
+#define CHECK_EQ(a, b)                                                                            \
+  do {                                                                                            \
+    ++checks;                                                                                     \
+    long long a_ = static_cast<long long>(a), b_ = static_cast<long long>(b);                     \
+    if (a_ != b_) {                                                                               \
+      ++failures;                                                                                 \
       std::fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", __FILE__, __LINE__, #a, a_, b_); \
-    }                                                                        \
+    }                                                                                             \
   } while (0)
 
 using cppkbus::Ksock;

@@ -49,7 +49,9 @@ class PreloadTest : public ::testing::Test {
 
 // Every KBUS_IOC_* with its argument structure, and its error paths; open's
 // errors (ENOENT, EINVAL...), EBADF by mode, ENOTTY (§4.1, §4.5, §4.6).
-TEST_F(PreloadTest, CEveryIoctlAndItsErrors) { expect_all_checks_pass({DEV_C_TEST_PATH, "ioctls"}); }
+TEST_F(PreloadTest, CEveryIoctlAndItsErrors) {
+  expect_all_checks_pass({DEV_C_TEST_PATH, "ioctls"});
+}
 
 // Writes and reads in any pieces, LENLEFT at every position, NEXTMSG,
 // write errors, pointy messages followed at SEND, long messages, fopen
@@ -180,8 +182,9 @@ TEST(KbusRun, AppendsTheLibraryToLdPreloadAndSetsKbusDir) {
   auto r = run_process({KBUS_CLI_PATH, "run", "-d", "/some/dir", "/usr/bin/env"},
                        {{"LD_PRELOAD", KBUS_SHARED_PATH}});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find(std::string("\nLD_PRELOAD=") + KBUS_SHARED_PATH + ":" + KBUS_DEV_PATH + "\n"),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find(std::string("\nLD_PRELOAD=") + KBUS_SHARED_PATH + ":" + KBUS_DEV_PATH + "\n"),
+      std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("\nKBUS_DIR=/some/dir\n"), std::string::npos) << r.out;
 
@@ -197,8 +200,7 @@ TEST(KbusRun, ReportsWhatIsMissing) {
 
   auto missing = run_process({KBUS_CLI_PATH, "run", "/nonexistent/program"});
   EXPECT_EQ(missing.exit_code, 127);
-  EXPECT_NE(missing.err.find("cannot run /nonexistent/program"), std::string::npos)
-      << missing.err;
+  EXPECT_NE(missing.err.find("cannot run /nonexistent/program"), std::string::npos) << missing.err;
 
   auto nolib = run_process({KBUS_CLI_PATH, "run", "/usr/bin/env"},
                            {{"KBUS_PRELOAD_LIBRARY", "/nonexistent/libkbus-dev.so"}});
