@@ -17,7 +17,8 @@ std::string preload_library_path();
 // library appended to LD_PRELOAD and, if `dir` is not empty, KBUS_DIR=dir.
 // Returns only on failure: 1 if the library is missing, 126/127 if the
 // program cannot be run (as a shell does), 2 if no program was given; the
-// reason goes to stderr.
+// reason goes to stderr. A program the library cannot reach (statically
+// linked, or not 64-bit) is run all the same, after a warning on stderr.
 int cmd_run(const std::string& dir, std::vector<std::string> args);
 
 }  // namespace kbus::cli

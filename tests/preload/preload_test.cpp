@@ -209,5 +209,23 @@ TEST(KbusRun, ReportsWhatIsMissing) {
   EXPECT_NE(nolib.err.find("KBUS_PRELOAD_LIBRARY"), std::string::npos) << nolib.err;
 }
 
+// A statically linked program cannot be reached (docs/device.md): kbus run
+// says so and runs it anyway; its open() of the device fails.
+TEST_F(PreloadTest, StaticallyLinkedProgramIsRunWithAWarning) {
+  if (std::string(STATIC_OPEN_PATH).empty()) GTEST_SKIP() << "no static C library here";
+  auto r = run_process(under_kbus_run({STATIC_OPEN_PATH}), env());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "open: ENOENT\n");
+  EXPECT_NE(r.err.find("is statically linked, so no preload library can reach it"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("-lkbus"), std::string::npos) << r.err;
+
+  // A dynamically linked one gets no warning.
+  auto d = run_process(under_kbus_run({DEV_C_TEST_PATH, "poll"}), env());
+  EXPECT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_EQ(d.err.find("warning"), std::string::npos) << d.err;
+}
+
 }  // namespace
 }  // namespace kbus::test
