@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -324,7 +325,10 @@ int ioc_replier(Device& d, void* arg) {
   auto r = d.k.ksock.try_find_replier(name);
   if (!r) return fail(errno_of(r.error()));
   const std::uint32_t id = r->value_or(0);
-  if (!put_to_caller(&static_cast<kbus_bind_query*>(arg)->return_id, id)) return fail(EFAULT);
+  // The caller's structure need not be aligned (Python's fcntl.ioctl passes
+  // a byte buffer): address the field by its offset.
+  void* return_id = static_cast<char*>(arg) + offsetof(kbus_bind_query, return_id);
+  if (!put_to_caller(return_id, id)) return fail(EFAULT);
   return r->has_value() ? 1 : 0;
 }
 
