@@ -10,6 +10,7 @@
 //   kbus errno    N | NAME | --list
 //   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
 //   kbus help     [COMMAND]
+//   kbus run      [-d DIR] PROGRAM [ARGS...]   (/dev/kbusN programs; docs/device.md)
 //
 // Every command takes -b/--bus (default 0) and -d/--dir (default: $KBUS_DIR,
 // then the protocol's default directory). Exit status: 0 success; 1 a KBUS
@@ -36,6 +37,7 @@
 #include "cli/explain.hpp"
 #include "cli/json_output.hpp"
 #include "cli/reports.hpp"
+#include "cli/run_command.hpp"
 #include "cli/shell_command.hpp"
 #include "cli/stop_signals.hpp"
 #include "kbus/errors.hpp"
@@ -575,6 +577,14 @@ int run(int argc, char** argv) {
   limpet->prefix_command();
   limpet->set_help_flag();
 
+  // `kbus run`: everything from PROGRAM on goes to the program.
+  std::string run_dir;
+  auto* run_cmd = app.add_subcommand(
+      "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
+  run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
+  run_cmd->prefix_command();
+  run_cmd->footer("Usage: kbus run [-d DIR] PROGRAM [ARGS...]  (PROGRAM is looked up in $PATH)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -627,6 +637,7 @@ int run(int argc, char** argv) {
     if (newdev->parsed()) return cmd_new_device(common);
     if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
     if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
+    if (run_cmd->parsed()) return cmd_run(run_dir, run_cmd->remaining());
   } catch (const CommandFailed& f) {
     return f.exit_code;
   } catch (const Error& e) {
