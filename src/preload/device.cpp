@@ -49,7 +49,7 @@ struct Device {
   int accmode = O_RDWR;  // as opened: O_RDONLY, O_WRONLY or O_RDWR
   pid_t opener = 0;      // the process that opened it
   // Inherited through fork(): the Ksock belongs to the parent; here every
-  // operation fails with ENXIO (docs/decisions.md D14).
+  // operation fails with ENXIO (docs/decisions.md D19).
   bool foreign = false;
   bool warned = false;  // the ENXIO explanation has been printed
   int fds = 0;          // descriptors naming it (under the table's mutex)
@@ -449,7 +449,7 @@ int device_open(int bus, int flags) {
     // The program's descriptor is a duplicate of the poll fd (the Ksock
     // keeps its own), always close-on-exec for real: the Ksock lives in this
     // process's memory and cannot cross exec. FD_CLOEXEC as asked is what
-    // F_GETFD reports (docs/decisions.md D14).
+    // F_GETFD reports (docs/decisions.md D19).
     const int fd = real().fcntl(poll_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
       const int e = errno;

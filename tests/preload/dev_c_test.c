@@ -750,7 +750,7 @@ static void scenario_threads(void)
 	close(sh.fd);
 }
 
-/* ---- fork: the Ksock stays the parent's (docs/decisions.md D14) ---- */
+/* ---- fork: the Ksock stays the parent's (docs/decisions.md D19) ---- */
 
 static void scenario_fork(void)
 {
@@ -850,7 +850,7 @@ static void scenario_dup(void)
 	}
 
 	/* A KBUS descriptor does not survive exec: its Ksock lives in this
-	 * process (docs/decisions.md D14). */
+	 * process (docs/decisions.md D19). */
 	snprintf(cmd, sizeof cmd, "test ! -e /proc/self/fd/%d", f);
 	pid = fork();
 	if (pid == 0) {

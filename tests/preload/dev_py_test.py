@@ -224,7 +224,7 @@ def rw_poll():
         k.close()
 
 
-# ---- fork: the inherited descriptor is the parent's (docs/decisions.md D14) ----
+# ---- fork: the inherited descriptor is the parent's (docs/decisions.md D19) ----
 
 def fork():
     k = Ksock(0, 'rw')
