@@ -1,9 +1,11 @@
 // kbus_bench_limpet: what a limpet pair costs. Request/reply round trip and
 // announcement throughput through one limpet pair (two kbusd, two
-// kbus-limpet processes, over a Unix socket and over TCP on 127.0.0.1),
+// kbus-limpet processes, over a Unix socket, over TCP on 127.0.0.1, and over
+// TLS 1.3 on 127.0.0.1 with certificates made by the openssl command),
 // beside the same on a single bus, in the same run, reported as ratios.
 //
 //   kbus_bench_limpet [--iterations N] [--announcements N] [--payload BYTES]
+//                     [--links unix,tcp,tls]   (which pairs, in that order)
 //
 // Round trip: a requester on bus A, an echoing replier on bus B (single
 // bus: both on A). Throughput: a sender on A sends N announcements with
@@ -210,6 +212,21 @@ double throughput(const std::string& send_dir, const std::string& listen_dir, in
   return got / (t_end - t_start);
 }
 
+// A CA and a certificate for each limpet, made with the openssl command in
+// `dir` (as docs/limpets.md shows). Returns false if openssl is missing.
+bool make_certificates(const std::string& dir) {
+  const std::string q = "'" + dir + "'";
+  std::string cmd =
+      "cd " + q + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+      "-keyout ca.key -out ca.pem -days 2 -subj '/CN=bench CA' && "
+      "for n in alpha beta; do "
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $n.key -out $n.csr "
+      "-subj /CN=$n && printf 'subjectAltName=DNS:%s\\nextendedKeyUsage=serverAuth,clientAuth\\n' $n "
+      "> $n.ext && openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+      "-extfile $n.ext -out $n.pem || exit 1; done >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
 void stop(pid_t pid) {
   if (pid <= 0) return;
   kill(pid, SIGTERM);
@@ -221,14 +238,17 @@ void stop(pid_t pid) {
 int main(int argc, char** argv) {
   int iterations = 5000, announcements = 20000;
   std::size_t payload = 64;
+  std::string links = "unix,tcp,tls";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--iterations" && i + 1 < argc) iterations = std::atoi(argv[++i]);
     else if (a == "--announcements" && i + 1 < argc) announcements = std::atoi(argv[++i]);
     else if (a == "--payload" && i + 1 < argc) payload = std::strtoul(argv[++i], nullptr, 10);
+    else if (a == "--links" && i + 1 < argc) links = argv[++i];
     else {
       std::fprintf(stderr,
-                   "usage: kbus_bench_limpet [--iterations N] [--announcements N] [--payload BYTES]\n");
+                   "usage: kbus_bench_limpet [--iterations N] [--announcements N] [--payload BYTES] "
+                   "[--links unix,tcp,tls]\n");
       return 2;
     }
   }
@@ -248,17 +268,44 @@ int main(int argc, char** argv) {
     double tp;
   };
   std::vector<Row> rows;
-  for (bool tcp : {false, true}) {
+  enum class Link { kUnix, kTcp, kTls };
+  std::vector<Link> kinds;
+  for (std::size_t at = 0; at <= links.size();) {
+    std::size_t comma = links.find(',', at);
+    if (comma == std::string::npos) comma = links.size();
+    const std::string k = links.substr(at, comma - at);
+    if (k == "unix") kinds.push_back(Link::kUnix);
+    else if (k == "tcp") kinds.push_back(Link::kTcp);
+    else if (k == "tls") kinds.push_back(Link::kTls);
+    else die("--links: '" + k + "' is not unix, tcp or tls");
+    at = comma + 1;
+  }
+  const bool have_tls = make_certificates(da);
+  if (!have_tls) std::fprintf(stderr, "warning: cannot make certificates with openssl: no TLS row\n");
+  for (Link kind : kinds) {
+    if (kind == Link::kTls && !have_tls) continue;
     int port = 0;
     const std::string path = da + "/limpet.sock";
-    pid_t server = start_limpet({"-s", "-id", "2", "-d", da, tcp ? "127.0.0.1:0" : path}, &port);
-    pid_t client = start_limpet(
-        {"-c", "-id", "1", "-d", db, tcp ? "127.0.0.1:" + std::to_string(port) : path}, nullptr);
+    const bool tcp = kind != Link::kUnix;
+    std::vector<std::string> sargs = {"-s", "-id", "2", "-d", da, tcp ? "127.0.0.1:0" : path};
+    std::vector<std::string> cargs = {"-c", "-id", "1", "-d", db};
+    if (kind == Link::kTls) {
+      sargs.insert(sargs.end(), {"--tls-cert", da + "/alpha.pem", "--tls-key", da + "/alpha.key",
+                                 "--tls-ca", da + "/ca.pem", "--tls-peer-name", "beta"});
+      cargs.insert(cargs.end(), {"--tls-cert", da + "/beta.pem", "--tls-key", da + "/beta.key",
+                                 "--tls-ca", da + "/ca.pem", "--tls-peer-name", "alpha"});
+    }
+    pid_t server = start_limpet(sargs, &port);
+    cargs.push_back(tcp ? "127.0.0.1:" + std::to_string(port) : path);
+    pid_t client = start_limpet(cargs, nullptr);
     echo = start_echo(db);
     const Rtt r = round_trips(da, iterations, payload);
     stop(echo);
     const double tp = throughput(da, db, announcements, payload);
-    rows.push_back({tcp ? "limpet pair, TCP 127.0.0.1" : "limpet pair, Unix socket", r, tp});
+    rows.push_back({kind == Link::kUnix  ? "limpet pair, Unix socket"
+                    : kind == Link::kTcp ? "limpet pair, TCP 127.0.0.1"
+                                         : "limpet pair, TLS 1.3 (TCP)",
+                    r, tp});
     stop(client);
     stop(server);
   }

@@ -349,7 +349,7 @@ int run(const Options& o) {
               std::to_string(own_id) + ", listening for '" + o.message_name + "'");
   }
   if (tls) {
-    std::string who = "any certificate signed by a CA in '" + o.tls.ca + "'";
+    std::string who = "a certificate signed by a CA in '" + o.tls.ca + "'";
     if (!o.tls.peer_name.empty()) who += ", for the name '" + o.tls.peer_name + "'";
     if (o.tls.peer_fingerprint) {
       who += ", with SHA-256 fingerprint " + format_fingerprint(o.tls.peer_fingerprint->data());

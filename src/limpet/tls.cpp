@@ -28,6 +28,12 @@ std::string& fingerprint_mismatch() {
   static std::string text;
   return text;
 }
+// The CN of the last peer certificate the verify callback saw (for errors
+// after a failed handshake, when the certificate is no longer at hand).
+std::string& last_peer_cn() {
+  static std::string text;
+  return text;
+}
 
 std::string openssl_errors() {
   std::string out;
@@ -62,6 +68,10 @@ std::string subject_cn(X509* cert) {
 // Runs after OpenSSL's own check of each certificate of the chain: pins
 // the leaf's fingerprint if asked.
 int verify_callback(int preverify_ok, X509_STORE_CTX* store) {
+  if (X509_STORE_CTX_get_error_depth(store) == 0) {
+    X509* leaf = X509_STORE_CTX_get_current_cert(store);
+    last_peer_cn() = leaf != nullptr ? subject_cn(leaf) : std::string("(none)");
+  }
   if (!preverify_ok) return 0;
   if (X509_STORE_CTX_get_error_depth(store) != 0) return 1;
   auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
@@ -168,7 +178,12 @@ std::unique_ptr<TlsContext> TlsContext::create(const TlsOptions& o, bool server,
     return nullptr;
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    error = "--tls-key '" + o.key + "': not a usable PEM private key: " + openssl_errors();
+    const std::string why = openssl_errors();
+    if (why.find("key values mismatch") != std::string::npos) {
+      error = "--tls-key '" + o.key + "' is not the key of the certificate in --tls-cert '" + o.cert + "'";
+    } else {
+      error = "--tls-key '" + o.key + "': not a usable PEM private key: " + why;
+    }
     return nullptr;
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -238,13 +253,13 @@ SSL* TlsContext::new_session(int fd, std::string& error) const {
 
 std::string TlsContext::handshake_error(SSL* ssl, int ssl_error) {
   const long verify = ssl != nullptr ? SSL_get_verify_result(ssl) : X509_V_OK;
+  // (For a failed handshake the verify result tells which check failed.)
   std::string errors = openssl_errors();
   if (verify == X509_V_ERR_APPLICATION_VERIFICATION && !fingerprint_mismatch().empty()) {
     return "certificate check failed: " + fingerprint_mismatch();
   }
   if (verify == X509_V_ERR_HOSTNAME_MISMATCH) {
-    std::string peer;
-    if (X509* cert = SSL_get0_peer_certificate(ssl)) peer = " (its CN is " + subject_cn(cert) + ")";
+    const std::string peer = last_peer_cn().empty() ? std::string() : " (its CN is " + last_peer_cn() + ")";
     return "certificate check failed: the peer's certificate is not for the name given with "
            "--tls-peer-name" + peer;
   }
