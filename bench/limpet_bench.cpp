@@ -136,6 +136,45 @@ void wait_replier(kbus::Ksock& k, const std::string& name) {
   die("no replier for " + name + " (the limpets did not link?)");
 }
 
+// CPU time (ns, /proc/PID/schedstat) and context switches (/proc/PID/status)
+// of a process so far: what a round trip costs, whatever the machine's load.
+struct ProcCost {
+  double cpu_ns = 0;
+  double switches = 0;
+};
+
+ProcCost proc_cost(pid_t pid) {
+  ProcCost c;
+  const std::string base = "/proc/" + std::to_string(pid);
+  if (std::FILE* f = std::fopen((base + "/schedstat").c_str(), "r")) {
+    unsigned long long ns = 0;
+    if (std::fscanf(f, "%llu", &ns) == 1) c.cpu_ns = static_cast<double>(ns);
+    std::fclose(f);
+  }
+  if (std::FILE* f = std::fopen((base + "/status").c_str(), "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f)) {
+      unsigned long long n = 0;
+      if (std::sscanf(line, "voluntary_ctxt_switches: %llu", &n) == 1 ||
+          std::sscanf(line, "nonvoluntary_ctxt_switches: %llu", &n) == 1) {
+        c.switches += static_cast<double>(n);
+      }
+    }
+    std::fclose(f);
+  }
+  return c;
+}
+
+ProcCost total_cost(const std::vector<pid_t>& pids) {
+  ProcCost t;
+  for (pid_t p : pids) {
+    ProcCost c = proc_cost(p);
+    t.cpu_ns += c.cpu_ns;
+    t.switches += c.switches;
+  }
+  return t;
+}
+
 Rtt round_trips(const std::string& dir, int iterations, std::size_t payload) {
   auto k = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
   wait_replier(k, "$.Bench.Echo");
@@ -258,7 +297,11 @@ int main(int argc, char** argv) {
 
   // Single bus: everything on A.
   pid_t echo = start_echo(da);
+  const int measured = iterations + iterations / 10;  // round trips, warm-up included
+  ProcCost d0 = total_cost({ka});
   const Rtt single = round_trips(da, iterations, payload);
+  ProcCost d1 = total_cost({ka});
+  const double single_daemon_cpu_us = (d1.cpu_ns - d0.cpu_ns) / 1000.0 / measured;
   stop(echo);
   const double single_tp = throughput(da, da, announcements, payload);
 
@@ -266,6 +309,7 @@ int main(int argc, char** argv) {
     std::string name;
     Rtt rtt;
     double tp;
+    double daemon_cpu_us = 0, limpet_cpu_us = 0, limpet_switches = 0;  // per round trip
   };
   std::vector<Row> rows;
   enum class Link { kUnix, kTcp, kTls };
@@ -299,13 +343,16 @@ int main(int argc, char** argv) {
     cargs.push_back(tcp ? "127.0.0.1:" + std::to_string(port) : path);
     pid_t client = start_limpet(cargs, nullptr);
     echo = start_echo(db);
+    const ProcCost l0 = total_cost({server, client}), k0 = total_cost({ka, kb});
     const Rtt r = round_trips(da, iterations, payload);
+    const ProcCost l1 = total_cost({server, client}), k1 = total_cost({ka, kb});
     stop(echo);
     const double tp = throughput(da, db, announcements, payload);
     rows.push_back({kind == Link::kUnix  ? "limpet pair, Unix socket"
                     : kind == Link::kTcp ? "limpet pair, TCP 127.0.0.1"
                                          : "limpet pair, TLS 1.3 (TCP)",
-                    r, tp});
+                    r, tp, (k1.cpu_ns - k0.cpu_ns) / 1000.0 / measured,
+                    (l1.cpu_ns - l0.cpu_ns) / 1000.0 / measured, (l1.switches - l0.switches) / measured});
     stop(client);
     stop(server);
   }
@@ -316,14 +363,16 @@ int main(int argc, char** argv) {
   std::printf("limpets: request/reply round trip (%d iterations) and announcement throughput "
               "(%d, ALL_OR_WAIT), payload %zu B\n",
               iterations, announcements, payload);
-  std::printf("%-28s %9s %9s %9s %7s %12s %8s\n", "path", "p50 us", "p99 us", "mean us", "p50 x",
-              "msgs/s", "tput x");
-  std::printf("%-28s %9.1f %9.1f %9.1f %7.2f %12.0f %8.2f\n", "single bus", single.p50_us,
-              single.p99_us, single.mean_us, 1.0, single_tp, 1.0);
+  std::printf("%-28s %9s %9s %9s %7s %12s %8s %9s %9s %9s\n", "path", "p50 us", "p99 us", "mean us",
+              "p50 x", "msgs/s", "tput x", "kbusd us", "limpet us", "limpet cs");
+  std::printf("%-28s %9.1f %9.1f %9.1f %7.2f %12.0f %8.2f %9.1f %9s %9s\n", "single bus", single.p50_us,
+              single.p99_us, single.mean_us, 1.0, single_tp, 1.0, single_daemon_cpu_us, "-", "-");
   for (const Row& row : rows) {
-    std::printf("%-28s %9.1f %9.1f %9.1f %7.2f %12.0f %8.2f\n", row.name.c_str(), row.rtt.p50_us,
-                row.rtt.p99_us, row.rtt.mean_us, row.rtt.p50_us / single.p50_us, row.tp,
-                row.tp / single_tp);
+    std::printf("%-28s %9.1f %9.1f %9.1f %7.2f %12.0f %8.2f %9.1f %9.1f %9.1f\n", row.name.c_str(),
+                row.rtt.p50_us, row.rtt.p99_us, row.rtt.mean_us, row.rtt.p50_us / single.p50_us, row.tp,
+                row.tp / single_tp, row.daemon_cpu_us, row.limpet_cpu_us, row.limpet_switches);
   }
+  std::printf("(kbusd us, limpet us: CPU time of the daemons / of both limpets per round trip; "
+              "limpet cs: their context switches per round trip)\n");
   return 0;
 }

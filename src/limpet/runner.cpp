@@ -126,7 +126,9 @@ void print_err(const std::string& line) {
 }
 
 // Per-turn budgets (STYLE.md 8).
-constexpr int kBusBatch = 256;
+constexpr std::uint32_t kBusBatch = 64;             // messages per READBATCH
+constexpr std::uint32_t kBusBatchBytes = 256u << 10;  // bytes per READBATCH
+constexpr int kBusBatches = 4;                      // READBATCHes per turn
 constexpr int kPeerBatch = 256;
 constexpr std::size_t kMaxPeerOutput = 4u << 20;  // stop reading the bus beyond this
 // Server: connections still in their TLS/HELO handshake.
@@ -515,7 +517,10 @@ int run(const Options& o) {
     const short brev = pfds[i_bus].revents;
     if ((brev & POLLOUT) && limpet.bus_blocked()) limpet.bus_writable();
     if (brev & (POLLIN | POLLHUP | POLLERR)) {
-      for (int k = 0; k < kBusBatch; ++k) {
+      // READBATCH: everything queued (up to a batch) in one round trip to
+      // the daemon - typically our own listener copy of what we just sent
+      // and the next message, which NEXTREAD took two round trips for.
+      for (int k = 0; k < kBusBatches; ++k) {
         if (link && link->out_pending() >= kMaxPeerOutput) break;
         // The poll fd shows the queue after every operation: no round trip
         // to the daemon just to find the queue empty.
@@ -523,14 +528,16 @@ int run(const Options& o) {
           pollfd q{bus.fileno(), POLLIN, 0};
           if (::poll(&q, 1, 0) != 1 || !(q.revents & POLLIN)) break;
         }
-        auto m = bus.read_next();
-        if (!m) {
+        auto ms = bus.read_batch(kBusBatch, kBusBatchBytes);
+        if (!ms) {
           print_err(tag + "error: reading from bus " + std::to_string(o.bus) + ": " +
-                    errno_name(to_errno(m.error())) + " (has kbusd gone?)");
+                    errno_name(to_errno(ms.error())) + " (has kbusd gone?)");
           return kExitFailure;
         }
-        if (!*m) break;
-        if (limpet.from_bus(**m) == Limpet::Action::kTerminate) return kExitOk;
+        for (const Message& m : *ms) {
+          if (limpet.from_bus(m) == Limpet::Action::kTerminate) return kExitOk;
+        }
+        if (ms->size() < kBusBatch) break;
       }
     }
 
