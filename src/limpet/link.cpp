@@ -488,10 +488,12 @@ Result<std::optional<Message>> Link::next_message() {
 
 void Link::send_to_peer(const Message& m) {
   serialise(out_, m);
-  // Try at once: a request's latency should not wait for the next poll.
-  if (transport_ready() && on_writable() == Io::kError) {
-    // The runner sees the failure at its next read or write.
-  }
+  // Written by flush() at the end of the runner's turn, just before it
+  // sleeps in poll(): one write per turn, and the peer - woken by it, on
+  // this CPU for a Unix socket - runs at once instead of waiting for the
+  // rest of our turn (docs/limpets.md "Benchmark"). A large backlog goes
+  // out now.
+  if (out_pending() >= kFlushNow && transport_ready()) (void)on_writable();
 }
 
 }  // namespace kbus::limpet

@@ -107,7 +107,10 @@ class Link final : public PeerPort {
   // the stream is corrupt (then the link must be dropped).
   Result<std::optional<Message>> next_message();
 
+  // Queues `m`; written at once only past kFlushNow bytes, else by the
+  // runner's flush at the end of its turn (on_writable()).
   void send_to_peer(const Message& m) override;
+  static constexpr std::size_t kFlushNow = 64u << 10;
 
  private:
   // >0 bytes, 0 EOF, -1 would block, -2 error (error_ set).

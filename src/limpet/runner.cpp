@@ -441,7 +441,7 @@ int run(const Options& o) {
   };
 
   for (;;) {
-    if (stop.stopped()) break;
+    // (A stop shows in the poll below: pfds[0].)
     // Client: (re)connect when it is time.
     if (!server && !link && Clock::now() >= next_attempt) {
       std::string err;
@@ -461,6 +461,12 @@ int run(const Options& o) {
         backoff_ms = std::min(backoff_ms * 2, o.reconnect_max_ms);
       }
     }
+
+    // What this turn queued for the peer goes out now, the last thing
+    // before we sleep (see Link::send_to_peer).
+    // A failure shows in poll() as POLLERR/POLLHUP, and the link section
+    // then hands over what had arrived before dropping the link.
+    if (link && link->transport_ready() && link->wants_write()) (void)link->on_writable();
 
     std::vector<pollfd> pfds;
     pfds.reserve(5 + candidates.size());
@@ -628,9 +634,7 @@ int run(const Options& o) {
         }
         if (io != Link::Io::kOk) lost = link->error();
       }
-      if (!lost && link->transport_ready() && link->wants_write()) {
-        if (link->on_writable() == Link::Io::kError) lost = link->error();
-      }
+      // (What is queued now is written at the end of the turn.)
       if (lost) {
         // Hand over what had arrived before the loss, then drop the link.
         if (link->handshake_done() && limpet.linked()) {
