@@ -316,7 +316,10 @@ long Link::recv_some(char* buf, std::size_t n) {
   const int e = SSL_get_error(ssl_, r);
   if (e == SSL_ERROR_WANT_READ) return -1;
   if (e == SSL_ERROR_WANT_WRITE) {
+    // (TLS 1.3: answering a KeyUpdate with the socket full.) The read is
+    // retried when the socket takes more: see on_writable().
     ssl_wants_write_ = true;
+    read_wants_write_ = true;
     return -1;
   }
   if (e == SSL_ERROR_ZERO_RETURN) return 0;
@@ -458,6 +461,11 @@ Link::Io Link::on_writable() {
     if (!tls_up_) return Io::kOk;
   }
   ssl_wants_write_ = false;
+  if (read_wants_write_) {
+    read_wants_write_ = false;
+    const Io r = on_readable();
+    if (r != Io::kOk) return r;
+  }
   while (out_pos_ < out_.size()) {
     const long n = send_some(out_.data() + out_pos_, out_.size() - out_pos_);
     if (n == -1) break;

@@ -127,6 +127,7 @@ class Link final : public PeerPort {
   bool tls_started_ = false;
   bool checked_plain_peer_ = false;
   bool ssl_wants_write_ = false;
+  bool read_wants_write_ = false;  // SSL_read must be retried once writable
   bool read_more_ = false;
   std::string peer_cert_;
   std::string helo_in_;

@@ -541,7 +541,11 @@ int run(const Options& o) {
           return kExitFailure;
         }
         for (const Message& m : *ms) {
-          if (limpet.from_bus(m) == Limpet::Action::kTerminate) return kExitOk;
+          if (limpet.from_bus(m) == Limpet::Action::kTerminate) {
+            // What came before the termination message still goes out.
+            if (link && link->transport_ready()) (void)link->on_writable();
+            return kExitOk;
+          }
         }
         if (ms->size() < kBusBatch) break;
       }
