@@ -170,6 +170,10 @@ std::unique_ptr<TlsContext> TlsContext::create(const TlsOptions& o, bool server,
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Read whole socket buffers, not a record header then its body: half the
+  // recv() calls. (Link::on_readable reads until the session would block,
+  // so nothing stays buffered unseen by poll().)
+  SSL_CTX_set_read_ahead(ctx, 1);
   // A link is one long session: no resumption tickets to hand out.
   SSL_CTX_set_num_tickets(ctx, 0);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
