@@ -376,6 +376,7 @@ int run(const Options& o) {
     std::unique_ptr<Link> link;
     Clock::time_point deadline;
     std::string from;
+    short revents = 0;  // of the last poll (POLLIN for one accepted since)
   };
   std::vector<Candidate> candidates;
   int backoff_ms = 100;
@@ -492,7 +493,6 @@ int run(const Options& o) {
       pfds.push_back({listen_fd, POLLIN, 0});
     }
     i_cand = pfds.size();
-    const std::size_t polled_candidates = candidates.size();
     for (const Candidate& c : candidates) {
       pfds.push_back({c.link->fd(), static_cast<short>(POLLIN | (c.link->wants_write() ? POLLOUT : 0)), 0});
     }
@@ -517,6 +517,7 @@ int run(const Options& o) {
       return kExitFailure;
     }
     if (pfds[0].revents & POLLIN) break;
+    for (std::size_t ci = 0; ci < candidates.size(); ++ci) candidates[ci].revents = pfds[i_cand + ci].revents;
     if (limpet.has_retries()) limpet.retry();
 
     // The bus: a pending send has completed; messages to read.
@@ -562,8 +563,9 @@ int run(const Options& o) {
                                        std::to_string(kMaxCandidates) + " newer connections wait");
           candidates.erase(candidates.begin());
         }
+        // Not polled yet: a read is tried at once (harmless if nothing came).
         candidates.push_back({std::make_unique<Link>(fd, own_id, /*helo_first=*/false, tls.get()),
-                              Clock::now() + kHandshakeTimeout, from});
+                              Clock::now() + kHandshakeTimeout, from, POLLIN});
         logger(LogLevel::kInfo, "accepted a connection from " + from + (link ? "; checking who it is" : ""));
         if (candidates.back().link->on_writable() == Link::Io::kError) {
           logger(LogLevel::kError, "refusing the connection from " + from + ": " +
@@ -575,8 +577,7 @@ int run(const Options& o) {
     for (std::size_t ci = 0; ci < candidates.size();) {
       Candidate& c = candidates[ci];
       Link::Io io = Link::Io::kOk;
-      // Those accepted this turn were not polled: try a read anyway (harmless).
-      const short rev = ci < polled_candidates ? pfds[i_cand + ci].revents : short(POLLIN);
+      const short rev = c.revents;
       if (rev & POLLOUT) io = c.link->on_writable();
       if (io == Link::Io::kOk && (rev & (POLLIN | POLLHUP | POLLERR))) io = c.link->on_readable();
       std::optional<std::string> refuse;

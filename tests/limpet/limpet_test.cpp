@@ -881,6 +881,36 @@ TEST(LimpetHandshake, MessagesThatComeWithTheHeloAreHandledAtOnce) {
   ::close(fd);
 }
 
+// Connections that never say HELO hold no slot for long and never keep the
+// real peer out: at most 4 wait at once (the oldest is dropped), each at
+// most 10 s (docs/limpets.md "Deploying a limpet safely").
+TEST(LimpetHandshake, SilentConnectionsDoNotKeepTheRealPeerOut) {
+  TestDaemon a(1), b(1);
+  LimpetProc server({"-s", "-id", "2", "-d", a.dir(), "127.0.0.1:0"}, false, {}, true);
+  std::vector<int> silent;
+  for (int i = 0; i < 5; ++i) {
+    int fd = connect_tcp(server.port());
+    ASSERT_GE(fd, 0);
+    silent.push_back(fd);
+    ASSERT_TRUE(server.wait_for_line("accepted a connection from")) << server.seen();
+  }
+  // (Logged before the fifth "accepted": maybe already read above.)
+  if (server.seen().find("dropping the connection from 127.0.0.1:") == std::string::npos) {
+    ASSERT_TRUE(server.wait_for_line("dropping the connection from 127.0.0.1:")) << server.seen();
+  }
+  EXPECT_NE(server.seen().find("still in its handshake, and 4 newer connections wait"), std::string::npos)
+      << server.seen();
+  LimpetProc client({"-c", "-id", "1", "-d", b.dir(), tcp_address(server.port())});
+  ASSERT_TRUE(client.wait_for_line("linked with")) << client.seen();
+  ASSERT_TRUE(server.wait_for_line("linked with the limpet of network id 1")) << server.seen();
+  auto g = start_replier(b.dir(), "$.Echo");
+  Ksock q = a.open();
+  ASSERT_TRUE(wait_replier(q, "$.Echo"));
+  ASSERT_TRUE(round_trip(q, "$.Echo"));
+  ASSERT_TRUE(server.wait_for_line("no HELO within 10 s", 30s)) << server.seen();
+  for (int fd : silent) ::close(fd);
+}
+
 // ---- optionally, across network namespaces ----
 
 bool run_ok(const std::vector<std::string>& argv) {
