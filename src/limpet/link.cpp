@@ -447,9 +447,13 @@ Link::Io Link::on_readable() {
     if (!peer_id_ && take_helo(got) == Io::kError) return Io::kError;
     if (!got.empty()) decoder_.feed(got);
     budget -= std::min(budget, static_cast<std::size_t>(n));
-    // A plain short read means the kernel buffer is empty; a TLS read
-    // returns one record at a time, so go on until it would block.
-    if (ssl_ == nullptr && static_cast<std::size_t>(n) < sizeof buf) return Io::kOk;
+    // A plain short read means the kernel buffer is empty. A TLS read
+    // returns one record at a time: go on while the session holds more
+    // bytes (which poll() cannot see); once it holds none, what is left is
+    // in the kernel, and poll() shows that.
+    if (ssl_ == nullptr ? static_cast<std::size_t>(n) < sizeof buf : !SSL_has_pending(ssl_)) {
+      return Io::kOk;
+    }
   }
   read_more_ = true;
   return Io::kOk;
