@@ -363,11 +363,12 @@ int run(const Options& o) {
     // Said once, whatever the verbosity: what plain mode exposes.
     print_err(tag + "warning: the link is unauthenticated and unencrypted (no --tls-cert/--tls-key/"
                     "--tls-ca): " +
-              (addr.tcp ? std::string(server ? "anyone who can reach " + addr.host + ":" + std::to_string(port)
-                                             : "anyone on the path to " + addr.to_string()) +
-                              " can read the traffic" +
-                              (server ? " and, while no limpet is linked, become the link" : "")
-                        : std::string("it is protected only by the permissions of '" + addr.path + "'")));
+              (!addr.tcp ? std::string("it is protected only by the permissions of '" + addr.path + "'")
+               : server  ? "anyone who can reach " + addr.host + ":" + std::to_string(port) +
+                              " can become the link while none is up, and anyone on the path can read and "
+                              "change the traffic"
+                         : "anyone on the path to " + addr.to_string() +
+                              " can read and change the traffic, or pose as the server"));
   }
 
   std::unique_ptr<Link> link;  // the link (client: maybe still in its handshake)
