@@ -7,7 +7,8 @@
 //   kbus reply    [-b BUS] [--count N] [--json] NAME (DATA | --exec CMD)
 //   kbus bindings | stats | new-device   [-b BUS]
 //   kbus errno    N | NAME | --list
-//   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
+//   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] [--tls-cert F --tls-key F --tls-ca F
+//                 [--tls-peer-name N] [--tls-peer-fingerprint SHA256]] ... ADDRESS   (docs/limpets.md)
 //
 // Every command takes -b/--bus (default 0) and -d/--dir (default: $KBUS_DIR,
 // then the protocol's default directory). Exit status: 0 success; 1 a KBUS
@@ -389,7 +390,8 @@ int run(int argc, char** argv) {
 
   // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
   // parsed by the limpet itself: everything after `limpet` goes to it.
-  auto* limpet = app.add_subcommand("limpet", "join this bus to another over a socket (as kbus-limpet)");
+  auto* limpet = app.add_subcommand(
+      "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
   limpet->prefix_command();
   limpet->set_help_flag();
 
