@@ -272,9 +272,9 @@ Link::Link(int fd, std::uint32_t own_network_id, bool helo_first, const TlsConte
   if (helo_first) send_helo();
   if (tls != nullptr) {
     ssl_ = tls->new_session(fd, error_);
-    // No session: on_writable() reports error_ (the caller sees kError).
+    // No session: never a plain link instead - every call reports error_.
     if (ssl_ != nullptr) SSL_set_options(ssl_, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    else tls_started_ = true;
+    else broken_ = true;
   }
 }
 
@@ -362,11 +362,7 @@ long Link::send_some(const char* p, std::size_t n) {
 }
 
 Link::Io Link::drive_tls() {
-  if (ssl_ == nullptr) {
-    if (!error_.empty()) return Io::kError;  // no TLS session could be made
-    return Io::kOk;
-  }
-  if (tls_up_) return Io::kOk;
+  if (ssl_ == nullptr || tls_up_) return Io::kOk;
   if (!checked_plain_peer_) {
     // A plain limpet sends HELO at once: say so rather than "wrong version".
     char peek[4];
@@ -423,6 +419,7 @@ Link::Io Link::take_helo(std::string_view& got) {
 
 Link::Io Link::on_readable() {
   read_more_ = false;
+  if (broken_) return Io::kError;
   if (!transport_ready()) {
     if (drive_tls() == Io::kError) return Io::kError;
     if (!tls_up_) return Io::kOk;
@@ -460,6 +457,7 @@ Link::Io Link::on_readable() {
 }
 
 Link::Io Link::on_writable() {
+  if (broken_) return Io::kError;
   if (!transport_ready()) {
     if (drive_tls() == Io::kError) return Io::kError;
     if (!tls_up_) return Io::kOk;
@@ -500,8 +498,8 @@ Result<std::optional<Message>> Link::next_message() {
 
 void Link::send_to_peer(const Message& m) {
   serialise(out_, m);
-  // Written by flush() at the end of the runner's turn, just before it
-  // sleeps in poll(): one write per turn, and the peer - woken by it, on
+  // Written by on_writable() at the end of the runner's turn, just before
+  // it sleeps in poll(): one write per turn, and the peer - woken by it, on
   // this CPU for a Unix socket - runs at once instead of waiting for the
   // rest of our turn (docs/limpets.md "Benchmark"). A large backlog goes
   // out now.

@@ -79,7 +79,7 @@ class Link final : public PeerPort {
   int fd() const noexcept { return fd_; }
   bool secure() const noexcept { return ssl_ != nullptr; }
   // The TLS handshake is done (always true for a plain link).
-  bool transport_ready() const noexcept { return ssl_ == nullptr || tls_up_; }
+  bool transport_ready() const noexcept { return !broken_ && (ssl_ == nullptr || tls_up_); }
   bool handshake_done() const noexcept { return peer_id_.has_value(); }
   std::uint32_t peer_id() const noexcept { return peer_id_.value_or(0); }
   // TLS: "CN ..., SHA-256 ..." of the peer's certificate once verified.
@@ -124,6 +124,7 @@ class Link final : public PeerPort {
   bool helo_sent_ = false;
   SSL* ssl_ = nullptr;
   bool tls_up_ = false;
+  bool broken_ = false;  // TLS was asked for but no session could be made
   bool tls_started_ = false;
   bool checked_plain_peer_ = false;
   bool ssl_wants_write_ = false;
