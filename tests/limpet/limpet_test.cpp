@@ -485,6 +485,8 @@ TEST(LimpetWireProtocol, AHandMadeOriginalPeerPairsAndIsServed) {
 
 
 // ---- TLS: who may be the link (docs/limpets.md "Deploying a limpet safely") ----
+// KBUS-SPEC.md §10 over TLS 1.3: the same bytes (§10.2, §10.3) inside a
+// mutually authenticated session.
 
 std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -495,6 +497,8 @@ std::string tcp_address(std::uint16_t port) { return "127.0.0.1:" + std::to_stri
 
 // `openssl s_client` as a TLS 1.3 peer that our limpet cannot be made to
 // be (an expired certificate, none at all). It keeps the connection open.
+// (KBUS-SPEC.md §10.2: the HELO exchange only starts inside a verified
+// session; docs/limpets.md "Deploying a limpet safely".)
 std::unique_ptr<SpawnedProcess> s_client(std::uint16_t port, const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-connect", tcp_address(port), "-tls1_3",
                                    "-CAfile", certs().pem("ca"), "-quiet"};
@@ -587,6 +591,13 @@ TEST(LimpetTls, PeersThatFailVerificationAreRefusedAndTheLinkIsUntouched) {
   {  // No certificate at all.
     auto none = s_client(port, {});
     refused("the peer sent no certificate");
+  }
+  {  // TLS 1.2, with a good certificate: TLS 1.3 only.
+    std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-connect", tcp_address(port), "-tls1_2",
+                                     "-CAfile", certs().pem("ca"), "-cert", certs().pem("beta"),
+                                     "-key", certs().key("beta"), "-quiet"};
+    SpawnedProcess old(argv);
+    refused("unsupported protocol (the other end speaks TLS older than 1.3, or no TLS)");
   }
   {  // Signed by the CA, but not for the name the server pins.
     LimpetProc gamma(with(attacker, with(certs().args("gamma"), {"--tls-peer-name", "alpha"})), false, {}, true);
@@ -718,6 +729,7 @@ TEST(LimpetTls, KbusLimpetSubcommandSpeaksTls) {
 }
 
 // ---- takeover attempts: a working link is never replaced ----
+// KBUS-SPEC.md §10.2 (the HELO exchange), docs/decisions.md D14.
 
 TEST(LimpetTakeover, PlainConnectionClaimingThePeersNetworkIdIsRefused) {
   TestDaemon a(1), b(1);
@@ -810,6 +822,8 @@ TEST(LimpetTakeover, AReturningPeerGetsInOnceTheOldLinkIsKnownDead) {
 }
 
 // ---- the server's address (a deliberate change from the original: D14) ----
+// KBUS-SPEC.md §13.3 says the original server ignored the host; kbus binds
+// exactly the address given.
 
 TEST(LimpetAddress, ANameThatDoesNotResolveIsAnErrorNamingIt) {
   TestDaemon a(1);
@@ -860,6 +874,7 @@ TEST(LimpetAddress, TheServerIsReachableOnlyOnTheAddressGiven) {
 }
 
 // ---- no added latency: what comes with the HELO is handled at once ----
+// KBUS-SPEC.md §10.2-§10.3: messages follow the HELO on the same stream.
 
 TEST(LimpetHandshake, MessagesThatComeWithTheHeloAreHandledAtOnce) {
   TestDaemon a(1);
