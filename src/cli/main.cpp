@@ -8,7 +8,8 @@
 //   kbus bindings | stats   [-b BUS] [--json | --raw]
 //   kbus new-device [-b BUS]      kbus max-size [-b BUS] [SIZE]
 //   kbus errno    N | NAME | --list
-//   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
+//   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] [--tls-cert F --tls-key F --tls-ca F
+//                 [--tls-peer-name N] [--tls-peer-fingerprint SHA256]] ... ADDRESS   (docs/limpets.md)
 //   kbus help     [COMMAND]
 //   kbus run      [-d DIR] PROGRAM [ARGS...]   (/dev/kbusN programs; docs/device.md)
 //
@@ -573,7 +574,8 @@ int run(int argc, char** argv) {
 
   // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
   // parsed by the limpet itself: everything after `limpet` goes to it.
-  auto* limpet = app.add_subcommand("limpet", "join this bus to another over a socket (as kbus-limpet)");
+  auto* limpet = app.add_subcommand(
+      "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
   limpet->prefix_command();
   limpet->set_help_flag();
 
