@@ -238,8 +238,9 @@ void Daemon::shutdown(const char* why) {
     ::close(lock_fd_);
     lock_fd_ = -1;
   }
-  log_line("%s: stopped; removed %s/kbus0 .. kbus%zu and the lock file", why, cfg_.dir.c_str(),
-           buses_.empty() ? std::size_t{0} : buses_.size() - 1);
+  std::string removed = cfg_.dir + "/kbus0";
+  if (buses_.size() > 1) removed += " .. kbus" + std::to_string(buses_.size() - 1);
+  log_line("%s: stopped; removed %s and the lock file", why, removed.c_str());
 }
 
 // Creates bus number buses_.size() and its socket DIR/kbusN (replacing a

@@ -192,7 +192,10 @@ TEST(Readiness, SighupSigintAndSigtermStopCleanly) {
     EXPECT_NE(text.find("kbusd: serving buses 0..1 at " + dir.path + "/kbus0 .. kbus1"),
               std::string::npos)
         << text;
-    EXPECT_NE(text.find(std::string("kbusd: ") + name + ": stopped"), std::string::npos) << text;
+    EXPECT_NE(text.find(std::string("kbusd: ") + name + ": stopped; removed " + dir.path +
+                        "/kbus0 .. kbus1 and the lock file\n"),
+              std::string::npos)
+        << text;
   }
 }
 
