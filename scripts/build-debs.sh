@@ -42,7 +42,7 @@ fi
 rm -f "$out"/*.deb "$out"/*.ddeb "$out"/*.changes "$out"/*.buildinfo
 
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.ccache} CCACHE_BASEDIR=$out/src
-export DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} nocheck parallel=${KBUS_DEB_JOBS:-2}"
+export DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} nocheck noddebs parallel=${KBUS_DEB_JOBS:-2}"
 echo "build-debs: dpkg-buildpackage -b -us -uc in $out/src"
 (cd "$out/src" && dpkg-buildpackage -b -us -uc -j"${KBUS_DEB_JOBS:-2}" >"$out/build.log" 2>&1) || {
   tail -n 60 "$out/build.log"

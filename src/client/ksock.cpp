@@ -136,7 +136,7 @@ std::string bus_dir_for(int bus, const std::string& system_dir) {
   if (::geteuid() == 0) return system_dir;
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
   std::string user = xdg != nullptr && *xdg != '\0' ? std::string(xdg) + "/kbus"
-                                                     : "/tmp/kbus-" + std::to_string(::getuid());
+                                                    : "/tmp/kbus-" + std::to_string(::getuid());
   // The system bus (kbusd.service) is in system_dir: use it when the user
   // has no bus of that number of their own.
   if (bus >= 0) {

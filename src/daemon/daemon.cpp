@@ -165,12 +165,14 @@ bool Daemon::start() {
       return false;
     }
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-      log_line("another kbusd already serves %s (it holds %s): stop it first, or give this one "
-               "another --dir",
-               cfg_.dir.c_str(), lock_path_.c_str());
+      log_line(
+          "another kbusd already serves %s (it holds %s): stop it first, or give this one "
+          "another --dir",
+          cfg_.dir.c_str(), lock_path_.c_str());
       return false;
     }
-    struct stat held {}, now {};
+    struct stat held {};
+    struct stat now {};
     if (::fstat(lock_fd_, &held) == 0 && ::stat(lock_path_.c_str(), &now) == 0 &&
         held.st_dev == now.st_dev && held.st_ino == now.st_ino)
       break;
@@ -215,8 +217,7 @@ bool Daemon::start() {
       cfg_.devices == 1 ? "bus 0" : "buses 0.." + std::to_string(cfg_.devices - 1);
   std::string where = cfg_.dir + "/kbus0";
   if (cfg_.devices > 1) where += " .. kbus" + std::to_string(cfg_.devices - 1);
-  log_line("serving %s at %s (pid %d)", buses.c_str(), where.c_str(),
-           static_cast<int>(::getpid()));
+  log_line("serving %s at %s (pid %d)", buses.c_str(), where.c_str(), static_cast<int>(::getpid()));
   std::fflush(stderr);
   readiness_.ready("serving " + buses + " in " + cfg_.dir);
   return true;

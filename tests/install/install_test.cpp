@@ -149,7 +149,8 @@ TEST_F(InstallTest, SystemdUnitStartsKbusdWithBusesInRunKbus) {
   for (const char* line : {"Type=notify", "User=kbus", "RuntimeDirectory=kbus",
                            "Environment=KBUS_DEVICES=1 KBUSD_OPTS=",
                            "EnvironmentFile=-/etc/default/kbusd", "WantedBy=multi-user.target"})
-    EXPECT_NE(text.find(std::string("\n") + line + "\n"), std::string::npos) << line << "\n" << text;
+    EXPECT_NE(text.find(std::string("\n") + line + "\n"), std::string::npos) << line << "\n"
+                                                                             << text;
   // The command line the unit runs works (with a private directory in place
   // of /run/kbus and the test's own group in place of kbus); TestDaemon
   // waits for its readiness, as systemd does with Type=notify.
@@ -164,12 +165,13 @@ TEST_F(InstallTest, SystemdUnitStartsKbusdWithBusesInRunKbus) {
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out.find("kbusd.service:"), std::string::npos) << r.out;
   // Hardening: systemd rates the unit's exposure at most 2.0 ("OK").
-  auto sec = sh(std::string(KBUS_SYSTEMD_ANALYZE) + " security --offline=true --threshold=20 " +
-                    quote(unit),
-                {}, 60s);
+  auto sec = sh(
+      std::string(KBUS_SYSTEMD_ANALYZE) + " security --offline=true --threshold=20 " + quote(unit),
+      {}, 60s);
   EXPECT_EQ(sec.code, 0) << sec.out;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(sec.out, m, std::regex("Overall exposure level for [^:]*: ([0-9.]+)")))
+  ASSERT_TRUE(
+      std::regex_search(sec.out, m, std::regex("Overall exposure level for [^:]*: ([0-9.]+)")))
       << sec.out;
   EXPECT_LE(std::stod(m[1]), 2.0) << sec.out;
 }

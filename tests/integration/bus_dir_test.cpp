@@ -3,9 +3,11 @@
 // and falls back to the system bus directory (/run/kbus, kbusd.service)
 // for a bus they do not have themselves. $KBUS_DIR is used as given, and
 // root looks in the system directory only.
+#include "client/bus_dir.hpp"
+
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
-#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,7 +19,6 @@
 #include <fstream>
 #include <functional>
 
-#include "client/bus_dir.hpp"
 #include "kbus/ksock.hpp"
 #include "support/child_process.hpp"
 
@@ -102,8 +103,11 @@ std::string expect_dir(int bus, const std::string& system_dir, const std::string
 // (so that ENOENT names the user's directory).
 TEST_F(BusDirTest, UserFallsBackToTheSystemDirectoryPerBus) {
   EXPECT_EQ(as_user([&] {
-              for (auto [bus, want] : {std::pair{0, user_dir}, {1, system_dir}, {2, user_dir},
-                                       {3, user_dir}, {-1, user_dir}}) {
+              for (auto [bus, want] : {std::pair{0, user_dir},
+                                       {1, system_dir},
+                                       {2, user_dir},
+                                       {3, user_dir},
+                                       {-1, user_dir}}) {
                 std::string r = expect_dir(bus, system_dir, want);
                 if (r != "ok") return r;
               }
@@ -119,7 +123,8 @@ TEST_F(BusDirTest, KbusDirIsUsedAsGivenWithoutFallback) {
               const std::string mine = root + "/elsewhere";
               ::setenv("KBUS_DIR", mine.c_str(), 1);
               std::string r = expect_dir(1, system_dir, mine);
-              if (r == "ok" && default_bus_dir(1) != mine) r = "default_bus_dir(1) ignores KBUS_DIR";
+              if (r == "ok" && default_bus_dir(1) != mine)
+                r = "default_bus_dir(1) ignores KBUS_DIR";
               return r;
             }),
             "ok");

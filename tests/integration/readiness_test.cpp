@@ -117,8 +117,8 @@ TEST(Readiness, ReadyFdGetsOneByteOnceServingThenIsClosed) {
 
 void expect_notify_protocol(const std::string& notify_name, const std::string& dir) {
   NotifySocket notify(notify_name);
-  const KbusdChild c = spawn_kbusd({"--devices", "3", "--dir", dir}, dir + "/log",
-                                   {{"NOTIFY_SOCKET", notify_name}});
+  const KbusdChild c =
+      spawn_kbusd({"--devices", "3", "--dir", dir}, dir + "/log", {{"NOTIFY_SOCKET", notify_name}});
   ::close(c.ready_fd);
   const std::string ready = notify.next();
   EXPECT_EQ(ready, "READY=1\nSTATUS=serving buses 0..2 in " + dir) << read_file(dir + "/log");
@@ -147,8 +147,8 @@ TEST(Readiness, FailedStartSignalsNothing) {
   TestDaemon first(1);
   NotifySocket notify(abstract_name());
   const std::string log = first.dir() + "/second.log";
-  const KbusdChild c = spawn_kbusd({"--devices", "1", "--dir", first.dir()}, log,
-                                   {{"NOTIFY_SOCKET", notify.name}});
+  const KbusdChild c =
+      spawn_kbusd({"--devices", "1", "--dir", first.dir()}, log, {{"NOTIFY_SOCKET", notify.name}});
   EXPECT_EQ(wait_ready(c.ready_fd, std::chrono::seconds(30)), Readiness::failed);
   const int code = wait_for_exit(c.pid, std::chrono::seconds(30));
   EXPECT_NE(code, 0);

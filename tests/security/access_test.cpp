@@ -126,8 +126,8 @@ TEST_F(AccessTest, BadAccessOptionsAreRefusedAtStart) {
 
 // --user: the daemon creates its sockets as root, then runs as that user for
 // good (KbusdProcess waits for its readiness, which comes only after the
-// drop: docs/reliability.md §7); NEWDEVICE still works (the directory is handed over) and new
-// sockets get the configured group and mode.
+// drop: docs/reliability.md §7); NEWDEVICE still works (the directory is
+// handed over) and new sockets get the configured group and mode.
 TEST_F(AccessTest, DropsRootAfterCreatingItsSockets) {
   KbusdProcess d(dir, 1, {"--user", a.name, "--group", b.name, "--mode", "0660"});
   const std::string uids = proc_status_field(d.pid(), "Uid");

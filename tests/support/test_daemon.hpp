@@ -61,9 +61,9 @@ KbusdChild spawn_kbusd(const std::vector<std::string>& args, const std::string& 
                        const std::vector<std::pair<std::string, std::string>>& env = {});
 // What a kbusd's --ready-fd said (docs/reliability.md §7).
 enum class Readiness {
-  ready,     // the byte came: it serves
-  failed,    // closed without the byte: it did not start
-  timeout,   // neither within the time given
+  ready,    // the byte came: it serves
+  failed,   // closed without the byte: it did not start
+  timeout,  // neither within the time given
 };
 // Waits for the byte or EOF on `ready_fd`, bounded by `timeout`; closes
 // the fd unless it timed out.
