@@ -65,6 +65,11 @@ enum class Form {
 // The directory holding the bus sockets (docs/protocol.md §1): $KBUS_DIR,
 // else /run/kbus for root, else $XDG_RUNTIME_DIR/kbus, else /tmp/kbus-<uid>.
 KBUS_EXPORT std::string default_bus_dir();
+// The directory in which Ksock::open looks for bus `bus`: default_bus_dir(),
+// except that a user other than root whose directory has no socket for
+// that bus falls back to the system bus directory /run/kbus if it has one
+// (kbusd.service serves there).
+KBUS_EXPORT std::string default_bus_dir(int bus);
 
 class KBUS_EXPORT Ksock {
  public:
@@ -78,7 +83,7 @@ class KBUS_EXPORT Ksock {
   Ksock& operator=(const Ksock&) = delete;
   ~Ksock();
 
-  // OPEN (§4.1): connects to `dir`/kbus<bus> (default_bus_dir() if `dir` is
+  // OPEN (§4.1): connects to `dir`/kbus<bus> (default_bus_dir(bus) if `dir` is
   // empty) and says HELLO. ENOENT if the bus does not exist (including a
   // negative number, or a socket file with no daemon behind it).
   static Ksock open(int bus, Mode mode = Mode::read_write, const std::string& dir = {});

@@ -127,19 +127,38 @@ def _error(status):
     return OSError(e, os.strerror(e))
 
 
-def kbus_dir():
+# Where kbusd.service serves the system's buses.
+SYSTEM_KBUS_DIR = '/run/kbus'
+
+
+def kbus_dir(which=None):
     """The directory holding the bus sockets (docs/protocol.md section 1):
     $KBUS_DIR, else /run/kbus for root, else $XDG_RUNTIME_DIR/kbus, else
-    /tmp/kbus-<uid>."""
+    /tmp/kbus-<uid>. Given a bus number ``which``, a user other than root
+    whose directory has no socket for that bus falls back to the system
+    bus directory (/run/kbus) if that has one."""
     d = os.environ.get('KBUS_DIR')
     if d:
         return d
     if os.geteuid() == 0:
-        return '/run/kbus'
+        return SYSTEM_KBUS_DIR
     x = os.environ.get('XDG_RUNTIME_DIR')
     if x:
-        return os.path.join(x, 'kbus')
-    return '/tmp/kbus-%d' % os.getuid()
+        user = os.path.join(x, 'kbus')
+    else:
+        user = '/tmp/kbus-%d' % os.getuid()
+    if which is not None and which >= 0:
+        import stat
+        name = 'kbus%d' % which
+
+        def is_socket(directory):
+            try:
+                return stat.S_ISSOCK(os.stat(os.path.join(directory, name)).st_mode)
+            except OSError:
+                return False
+        if not is_socket(user) and is_socket(SYSTEM_KBUS_DIR):
+            return SYSTEM_KBUS_DIR
+    return user
 
 
 # ioctl numbers of the original, for reference (Ksock.IOC_*).
@@ -251,7 +270,7 @@ class Ksock(object):
             raise ValueError("Ksock mode should be 'r' or 'rw', not '%s'"
                              % (mode,))
         self.which = which
-        self.name = os.path.join(kbus_dir(), 'kbus%d' % which)
+        self.name = os.path.join(kbus_dir(which), 'kbus%d' % which)
         self.mode = None
         self.fd = None
         self._sock = _CLOSED

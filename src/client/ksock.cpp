@@ -8,6 +8,7 @@
 #include "kbus/ksock.hpp"
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +18,7 @@
 #include <new>
 #include <utility>
 
+#include "client/bus_dir.hpp"
 #include "client/connection.hpp"
 #include "protocol/frames.hpp"
 
@@ -126,14 +128,33 @@ const char* mode_text(Mode m) {
 
 }  // namespace
 
-std::string default_bus_dir() {
+namespace client {
+
+std::string bus_dir_for(int bus, const std::string& system_dir) {
   const char* env = std::getenv("KBUS_DIR");
   if (env != nullptr && *env != '\0') return env;
-  if (::geteuid() == 0) return "/run/kbus";
+  if (::geteuid() == 0) return system_dir;
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  if (xdg != nullptr && *xdg != '\0') return std::string(xdg) + "/kbus";
-  return "/tmp/kbus-" + std::to_string(::getuid());
+  std::string user = xdg != nullptr && *xdg != '\0' ? std::string(xdg) + "/kbus"
+                                                    : "/tmp/kbus-" + std::to_string(::getuid());
+  // The system bus (kbusd.service) is in system_dir: use it when the user
+  // has no bus of that number of their own.
+  if (bus >= 0) {
+    const auto is_socket = [&](const std::string& dir) {
+      struct stat st {};
+      return ::stat((dir + "/kbus" + std::to_string(bus)).c_str(), &st) == 0 &&
+             S_ISSOCK(st.st_mode);
+    };
+    if (!is_socket(user) && is_socket(system_dir)) return system_dir;
+  }
+  return user;
 }
+
+}  // namespace client
+
+std::string default_bus_dir() { return client::bus_dir_for(-1, client::kSystemBusDir); }
+
+std::string default_bus_dir(int bus) { return client::bus_dir_for(bus, client::kSystemBusDir); }
 
 Ksock::Ksock() noexcept = default;
 Ksock::Ksock(std::unique_ptr<Connection> conn) noexcept : conn_(std::move(conn)) {}
@@ -144,7 +165,7 @@ Ksock::~Ksock() = default;
 Result<Ksock> Ksock::try_open(int bus, Mode mode, const std::string& dir) noexcept {
   return guarded([&]() -> Result<Ksock> {
     if (bus < 0) return Errc::enoent;
-    std::string path = (dir.empty() ? default_bus_dir() : dir) + "/kbus" + std::to_string(bus);
+    std::string path = (dir.empty() ? default_bus_dir(bus) : dir) + "/kbus" + std::to_string(bus);
     auto c = Connection::open(path, static_cast<std::uint32_t>(mode), kNativeHeaderLen);
     if (!c) return c.error();
     return Ksock(std::move(c.value()));

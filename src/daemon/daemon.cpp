@@ -119,7 +119,7 @@ struct Daemon::Connection {
   std::vector<std::size_t> fd_at;
 };
 
-Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {}
+Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), readiness_(cfg_.ready_fd) {}
 
 Daemon::~Daemon() {
   for (auto& [id, c] : conns_) {
@@ -144,20 +144,44 @@ bool Daemon::start() {
     log_line("--devices must be between 1 and %u", kMaxBuses);
     return false;
   }
+  if (std::string why; !readiness_.check(why)) {
+    log_line("%s", why.c_str());
+    return false;
+  }
   if (cfg_.dir.empty()) cfg_.dir = default_dir();
   if (!mkdir_p(cfg_.dir)) {
     log_line("cannot create directory %s: %s", cfg_.dir.c_str(), std::strerror(errno));
     return false;
   }
-  const std::string lock_path = cfg_.dir + "/.kbusd.lock";
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) {
-    log_line("cannot open %s: %s", lock_path.c_str(), std::strerror(errno));
-    return false;
-  }
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    log_line("another kbusd already serves %s", cfg_.dir.c_str());
-    return false;
+  // The lock file is removed at a clean stop, so the file locked may have
+  // been unlinked (by the kbusd that just stopped) between our open and our
+  // flock: then lock the new one. Bounded: each retry needs another kbusd
+  // to have stopped in that moment.
+  lock_path_ = cfg_.dir + "/.kbusd.lock";
+  for (int attempt = 0;; ++attempt) {
+    lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) {
+      log_line("cannot open %s: %s", lock_path_.c_str(), std::strerror(errno));
+      return false;
+    }
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      log_line(
+          "another kbusd already serves %s (it holds %s): stop it first, or give this one "
+          "another --dir",
+          cfg_.dir.c_str(), lock_path_.c_str());
+      return false;
+    }
+    struct stat held {};
+    struct stat now {};
+    if (::fstat(lock_fd_, &held) == 0 && ::stat(lock_path_.c_str(), &now) == 0 &&
+        held.st_dev == now.st_dev && held.st_ino == now.st_ino)
+      break;
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (attempt == 100) {
+      log_line("cannot lock %s: it keeps being replaced", lock_path_.c_str());
+      return false;
+    }
   }
   raise_fd_limit();
   ::signal(SIGPIPE, SIG_IGN);
@@ -165,6 +189,7 @@ bool Daemon::start() {
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);   // the terminal closed: stop as cleanly as on SIGTERM
   sigaddset(&mask, SIGUSR1);  // log_status()
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   signal_fd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -186,7 +211,37 @@ bool Daemon::start() {
   // docs/reliability.md §5: the sockets exist; root is no longer needed.
   if (cfg_.run_as && !drop_privileges(*cfg_.run_as, cfg_.socket_access.group, cfg_.dir))
     return false;
+  // docs/reliability.md §7: it serves from here on (connections already
+  // queue on the listening sockets; run() takes them).
+  const std::string buses =
+      cfg_.devices == 1 ? "bus 0" : "buses 0.." + std::to_string(cfg_.devices - 1);
+  std::string where = cfg_.dir + "/kbus0";
+  if (cfg_.devices > 1) where += " .. kbus" + std::to_string(cfg_.devices - 1);
+  log_line("serving %s at %s (pid %d)", buses.c_str(), where.c_str(), static_cast<int>(::getpid()));
+  std::fflush(stderr);
+  readiness_.ready("serving " + buses + " in " + cfg_.dir);
   return true;
+}
+
+void Daemon::shutdown(const char* why) {
+  readiness_.stopping();
+  for (auto& b : buses_) {
+    if (b.listen_fd >= 0) {
+      ::close(b.listen_fd);
+      b.listen_fd = -1;
+      ::unlink(b.path.c_str());
+    }
+  }
+  // Still holding the lock: a kbusd starting now finds the file gone (or
+  // replaced) and locks a new one (see start()).
+  if (lock_fd_ >= 0) {
+    ::unlink(lock_path_.c_str());
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+  }
+  std::string removed = cfg_.dir + "/kbus0";
+  if (buses_.size() > 1) removed += " .. kbus" + std::to_string(buses_.size() - 1);
+  log_line("%s: stopped; removed %s and the lock file", why, removed.c_str());
 }
 
 // Creates bus number buses_.size() and its socket DIR/kbusN (replacing a
@@ -243,7 +298,11 @@ int Daemon::run() {
             log_status();
             continue;
           }
-          log_line("signal %u: exiting", si.ssi_signo);
+          const char* name = si.ssi_signo == SIGHUP    ? "SIGHUP"
+                             : si.ssi_signo == SIGINT  ? "SIGINT"
+                             : si.ssi_signo == SIGTERM ? "SIGTERM"
+                                                       : "signal";
+          shutdown(name);
           return 0;
         }
         continue;

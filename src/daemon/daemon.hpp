@@ -18,6 +18,7 @@
 
 #include "core/bus.hpp"
 #include "daemon/access.hpp"
+#include "daemon/readiness.hpp"
 #include "protocol/frames.hpp"
 
 namespace kbus::daemon {
@@ -38,6 +39,9 @@ struct Config {
   // user to become once they exist.
   SocketAccess socket_access;
   std::optional<UserIds> run_as;
+  // docs/reliability.md §7: --ready-fd (-1: none); sd_notify is used when
+  // $NOTIFY_SOCKET is set.
+  int ready_fd = -1;
 };
 
 // The socket directory for a daemon or client: $KBUS_DIR, else /run/kbus for
@@ -51,11 +55,14 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Creates the directory, takes its lock, creates the bus sockets and
-  // blocks SIGTERM/SIGINT into a signalfd. Returns false (after printing
-  // the reason) if the daemon cannot start.
+  // Creates the directory, takes its lock, creates the bus sockets, blocks
+  // SIGTERM/SIGINT/SIGHUP into a signalfd, drops root (--user), then says
+  // where it serves and signals readiness (docs/reliability.md §7). Returns
+  // false (after printing the reason, and signalling nothing) if the daemon
+  // cannot start.
   bool start();
-  // Serves until SIGTERM or SIGINT; removes the sockets. Returns the exit code.
+  // Serves until SIGTERM, SIGINT or SIGHUP; then notifies STOPPING=1,
+  // removes its sockets and lock file and says so. Returns the exit code.
   int run();
 
  private:
@@ -101,6 +108,10 @@ class Daemon {
   int reserve_fd_ = -1;  // given up to accept (and drop) when out of fds
   int check_stalled();  // cuts off stalled clients; ms to the next check, -1: none
   void log_status() const;
+  void shutdown(const char* why);  // removes the sockets and the lock file
+
+  Readiness readiness_;
+  std::string lock_path_;
 };
 
 }  // namespace kbus::daemon
