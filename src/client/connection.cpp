@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -328,15 +329,22 @@ Result<bool> Connection::send_with(Slot& s, std::string_view frame, Kind kind, b
 
 Result<bool> Connection::fill_once(int timeout_ms) {
   constexpr std::size_t kChunk = 64 * 1024;
-  if (timeout_ms > 0 && timeout_ms != rcvtimeo_ms_) {
+  if (timeout_ms > 0) {
     // One recv() bounded by SO_RCVTIMEO instead of poll() + recv(): a
-    // system call less per timed wait. The option is set only when the
-    // timeout changes; an untimed read takes its expiry as a reason to
-    // block on.
-    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    if (::setsockopt(sock_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
-      return fail(errc_from_errno(errno));
-    rcvtimeo_ms_ = timeout_ms;
+    // system call less per timed wait. The option is set only when it
+    // changes: rounded down to a grid of about 1/16 of its size, so that
+    // the same timeout, give or take the time its call took to get here,
+    // needs no new setsockopt(). Shorter than the time left, its expiry
+    // just means another recv() for the rest (the caller loops until its
+    // deadline); an untimed read takes it as a reason to block on.
+    const int grid = timeout_ms < 32 ? 1 : 1 << (std::bit_width(static_cast<unsigned>(timeout_ms)) - 5);
+    const int want = timeout_ms - timeout_ms % grid;
+    if (want != rcvtimeo_ms_) {
+      timeval tv{want / 1000, (want % 1000) * 1000};
+      if (::setsockopt(sock_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+        return fail(errc_from_errno(errno));
+      rcvtimeo_ms_ = want;
+    }
   }
   const int flags = MSG_CMSG_CLOEXEC | (timeout_ms == 0 ? MSG_DONTWAIT : 0);
   char* const into = rbuf_.prepare(kChunk);
