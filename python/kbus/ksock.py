@@ -684,11 +684,15 @@ class Ksock(object):
                 # kbusd answers what it has, then closes: a thread blocked
                 # reading wakes up. Then read to end-of-file ourselves.
                 with self._mu:
-                    while self._reading:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cv.wait(left)
+                    self._waiting += 1      # so that the reader wakes us
+                    try:
+                        while self._reading:
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                break
+                            self._cv.wait(left)
+                    finally:
+                        self._waiting -= 1
                     mine = not self._reading
                     if mine:
                         self._reading = True
