@@ -81,11 +81,13 @@ def test_timed_waits_expire_among_other_threads_calls():
         outcome = {'timeouts': 0, 'messages': 0}
 
         def waiter():
-            while not stop.is_set():
+            while True:     # at least once, however late this thread starts
                 if k.wait_for_msg(0.001) is None:
                     outcome['timeouts'] += 1
                 else:
                     outcome['messages'] += 1
+                if stop.is_set():
+                    return
         t, got = run(waiter)
         kid = k.ksock_id()
         for _ in range(300):

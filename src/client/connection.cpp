@@ -415,7 +415,12 @@ void Connection::deliver_locked() {
       fail_locked(Errc::eproto);
       continue;
     }
-    s->out->assign(f.payload.data(), f.payload.size());
+    try {
+      s->out->assign(f.payload.data(), f.payload.size());
+    } catch (const std::bad_alloc&) {
+      fail_locked(Errc::enomem);  // the reply is lost: the stream is out of step
+      continue;
+    }
     s->status = static_cast<std::int32_t>(f.word);
     s->done = true;
     head_ = s->next;
@@ -455,6 +460,8 @@ bool Connection::await(Slot& s, std::optional<Clock::time_point> deadline) {
 void Connection::cancel(Slot& s) {
   std::string scratch;  // RESET's reply has no payload
   Slot reset(&scratch);
+  std::string frame;  // made first: nothing may throw once `reset` is queued
+  protocol::append_request(frame, Op::kReset);
   {
     std::unique_lock<std::mutex> sl(send_mu_);
     std::unique_lock<std::mutex> lk(mu_);
@@ -475,8 +482,6 @@ void Connection::cancel(Slot& s) {
     held_ = nullptr;
     if (waiting_ > 0) cv_.notify_all();
     lk.unlock();
-    std::string frame;
-    protocol::append_request(frame, Op::kReset);
     (void)send_all(frame);  // a failure fails both slots
   }
   await(reset, std::nullopt);  // replies come in order: s's first

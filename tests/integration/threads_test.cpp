@@ -90,14 +90,14 @@ TEST_F(ThreadsTest, TimedWaitsExpireAmongOtherThreadsCalls) {
   std::atomic<bool> stop{false};
   int timeouts = 0;
   std::thread waiter([&] {
-    while (!stop) {
+    do {  // at least once, however late this thread starts
       auto m = k.wait_for_msg(1ms);
       if (m) {
         ADD_FAILURE() << "no message was sent, got " << m->to_string();
       } else {
         ++timeouts;
       }
-    }
+    } while (!stop);
   });
   for (int i = 0; i < 500; ++i) ASSERT_EQ(k.ksock_id(), k.id());
   stop = true;
