@@ -436,9 +436,15 @@ bool Connection::await(Slot& s, std::optional<Clock::time_point> deadline) {
     if (!reading_) {
       reading_ = true;
       lk.unlock();
-      auto got = fill_once(ms_until(deadline));
+      Result<bool> got = false;
+      try {
+        got = fill_once(ms_until(deadline));
+      } catch (const std::bad_alloc&) {  // the buffer could not grow
+        got = Errc::enomem;
+      }
       lk.lock();
       reading_ = false;
+      if (got.error() == Errc::enomem) fail_locked(Errc::enomem);
       deliver_locked();
       if (waiting_ > 0) cv_.notify_all();  // replies for them, or the reader's role
       if (!got) continue;                  // failed: every slot has its error
