@@ -170,8 +170,9 @@ void Connection::close() noexcept {
     }
   }
   // Wake whoever is still in recv(), send() or poll() on the socket, and
-  // wait for every thread to leave before the descriptors go.
-  ::shutdown(sock_, SHUT_RDWR);
+  // wait for every thread to leave before the descriptors go. Not for an
+  // abandoned copy: the socket is shared with the process that keeps it.
+  if (!abandoned_) ::shutdown(sock_, SHUT_RDWR);
   std::unique_lock<std::mutex> lk(mu_);
   cv_.notify_all();
   ++waiting_;
