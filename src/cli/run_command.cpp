@@ -74,7 +74,7 @@ std::string preload_library_path() {
     if (slash != std::string::npos) dir = path.substr(0, slash);
   }
   if (*KBUS_CLI_BUILD_DIR && dir == KBUS_CLI_BUILD_DIR) return KBUS_PRELOAD_BUILD_PATH;
-  return dir + "/../" KBUS_INSTALL_LIBDIR "/libkbus-dev.so";
+  return dir + "/../" KBUS_INSTALL_LIBDIR "/kbus/libkbus-dev.so";
 }
 
 int cmd_run(const std::string& dir, std::vector<std::string> args) {

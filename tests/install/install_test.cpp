@@ -415,7 +415,7 @@ TEST_F(InstallTest, FindPackageBuildsOutsideCAndCxxPrograms) {
 // beside the installed kbus, so a program that opens /dev/kbus0 itself
 // reaches the kbusd of KBUS_DIR.
 TEST_F(InstallTest, KbusRunPreloadsTheInstalledDeviceLibrary) {
-  ASSERT_TRUE(fs::exists(libdir() + "/libkbus-dev.so"));
+  ASSERT_TRUE(fs::exists(libdir() + "/kbus/libkbus-dev.so"));
   TestDaemon d(1);
   auto r = run_process(
       {KBUS_CLI_PATH, "run", "-d", d.dir(), "/usr/bin/python3", "-c",
@@ -427,7 +427,7 @@ TEST_F(InstallTest, KbusRunPreloadsTheInstalledDeviceLibrary) {
       {}, {}, 60s);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("ksock 1 " + in_prefix(KBUS_BINDIR) + "/../" + KBUS_LIBDIR +
-                       "/libkbus-dev.so"),
+                       "/kbus/libkbus-dev.so"),
             std::string::npos)
       << r.out;
 }
