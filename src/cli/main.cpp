@@ -9,6 +9,7 @@
 //   kbus new-device [-b BUS]      kbus max-size [-b BUS] [SIZE]
 //   kbus errno    N | NAME | --list
 //   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
+//   kbus bridge   [-b BUS] [--prefix P] [-m NAME]... URL[,URL...]     (docs/fleet.md)
 //   kbus help     [COMMAND]
 //
 // Every command takes -b/--bus (default 0) and -d/--dir (default: $KBUS_DIR,
@@ -42,6 +43,9 @@
 #include "kbus/ksock.hpp"
 #include "kbus/message.hpp"
 #include "limpet/runner.hpp"
+#ifdef KBUS_HAVE_BRIDGE
+#include "bridge/bridge.hpp"
+#endif
 
 #ifndef KBUS_VERSION
 #define KBUS_VERSION "unknown"
@@ -574,6 +578,12 @@ int run(int argc, char** argv) {
   auto* limpet = app.add_subcommand("limpet", "join this bus to another over a socket (as kbus-limpet)");
   limpet->prefix_command();
   limpet->set_help_flag();
+#ifdef KBUS_HAVE_BRIDGE
+  // The NATS bridge (docs/fleet.md) parses its own arguments, as the limpet.
+  auto* bridge_cmd = app.add_subcommand("bridge", "join this bus to a NATS system (a fleet of buses)");
+  bridge_cmd->prefix_command();
+  bridge_cmd->set_help_flag();
+#endif
 
   try {
     app.parse(argc, argv);
@@ -603,6 +613,9 @@ int run(int argc, char** argv) {
     if (topic->get_name() == "limpet") {
       return limpet::main_with_args("kbus limpet", {"--help"});
     }
+#ifdef KBUS_HAVE_BRIDGE
+    if (topic->get_name() == "bridge") return bridge::main_with_args("kbus bridge", {"--help"});
+#endif
     std::fputs(topic->help(app.get_name()).c_str(), stdout);
     return kExitOk;
   }
@@ -627,6 +640,9 @@ int run(int argc, char** argv) {
     if (newdev->parsed()) return cmd_new_device(common);
     if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
     if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
+#ifdef KBUS_HAVE_BRIDGE
+    if (bridge_cmd->parsed()) return bridge::main_with_args("kbus bridge", bridge_cmd->remaining());
+#endif
   } catch (const CommandFailed& f) {
     return f.exit_code;
   } catch (const Error& e) {
