@@ -399,6 +399,7 @@ class Bridge {
   std::map<MessageId, std::string> served_;              // Request sent here -> reply subject
   std::uint64_t next_seq_ = 0;
   std::uint64_t garbage_count_ = 0;
+  int setup_failures_ = 0;
   bool rescan_repliers_ = false;
   Clock::time_point next_claims_, next_bindings_, next_refresh_;
 };
@@ -499,13 +500,14 @@ bool Bridge::setup_jetstream() {
     kvConfig_Init(&cfg);
     cfg.Bucket = bucket.c_str();
     cfg.History = 1;
-    cfg.TTL = o_.lease_ms;  // milliseconds: the lease of every claim
+    cfg.TTL = static_cast<int64_t>(o_.lease_ms) * 1000000;  // ns: the lease of every claim
     cfg.Replicas = o_.kv_replicas;
     s = js_CreateKeyValue(&kv_, js_, &cfg);
     if (s == NATS_OK) info("created key-value bucket " + bucket);
   }
   if (s != NATS_OK) {
     kv_ = nullptr;
+    if (++setup_failures_ > 3 && setup_failures_ % 20 != 0) return false;
     error("key-value bucket " + bucket + ": " + nats_error(s) +
           " (is JetStream enabled on the NATS servers? retrying)");
     return false;

@@ -111,6 +111,10 @@ Traffic run_traffic(Ksock& k, const std::string& name, int total, int window,
     if (mark >= 0 && answered > mark && is_reply) ++t.replies_after;
     at_answered(answered);
   }
+  std::string summary = "traffic: " + std::to_string(t.answers.size()) + " accepted, " +
+                        std::to_string(t.refused) + " refused at SEND;";
+  for (const auto& [kind, n] : t.kinds) summary += " " + kind + "=" + std::to_string(n);
+  std::fprintf(stderr, "%s\n", summary.c_str());
   return t;
 }
 
@@ -403,13 +407,18 @@ TEST(Bridge, KillingANatsNodeDuringTrafficAnswersEveryRequestOnceAndTheBridgeRec
   ASSERT_NE(bound_id(*rep), 0u);
   Ksock a = f.open(0);
   ASSERT_TRUE(eventually([&] { return has_replier(a, "$.Work"); }));
-  // Host 0's bridge is connected to node 0.
+  // The node host 0's bridge is connected to (the client picks one of its
+  // URLs at random).
+  const int node = f.nats.index_of(f.hosts[0].connected_url());
+  ASSERT_GE(node, 0) << f.hosts[0].bridge->all();
+  const std::size_t seen = f.hosts[0].bridge->lines_seen();
   auto t = run_traffic(a, "$.Work", 300, 16, [&](int answered) {
-    if (answered == 60) f.nats.kill_node(0);
+    if (answered == 60) f.nats.kill_node(node);
   }, 60);
   for (auto& [id, n] : t.answers) EXPECT_EQ(n, 1) << id.to_string();
   EXPECT_EQ(static_cast<int>(t.answers.size()) + t.refused, 300);
-  EXPECT_GE(f.hosts[0].bridge->wait_for("reconnected to"), 0);
+  EXPECT_GE(f.hosts[0].bridge->wait_for("disconnected from NATS", 20s, seen), 0);
+  EXPECT_GE(f.hosts[0].bridge->wait_for("reconnected to", 20s, seen), 0);
   // Traffic flows again through another node.
   bool again = eventually([&] {
     auto id = a.try_send_msg(request("$.Work", "after"));

@@ -192,7 +192,30 @@ void NatsCluster::kill_node(int i) {
   nodes_[i]->wait_exit();
 }
 
+int NatsCluster::index_of(const std::string& u) const {
+  for (int i = 0; i < static_cast<int>(client_ports_.size()); ++i) {
+    if (url(i) == u) return i;
+  }
+  return -1;
+}
+
 std::string bridge_path() { return KBUS_BRIDGE_PATH; }
+
+std::string Host::connected_url() {
+  std::string out;
+  std::size_t from = 0;
+  for (;;) {
+    long i = bridge->wait_for("connected to nats://", std::chrono::milliseconds(0), from);
+    if (i < 0) return out;
+    std::string all = bridge->all();
+    // The line itself: the all() text, line i.
+    std::size_t pos = 0;
+    for (long k = 0; k < i; ++k) pos = all.find('\n', pos) + 1;
+    std::string line = all.substr(pos, all.find('\n', pos) - pos);
+    out = line.substr(line.find("nats://"));
+    from = static_cast<std::size_t>(i) + 1;
+  }
+}
 
 void Host::start_bridge() {
   bridge.reset();

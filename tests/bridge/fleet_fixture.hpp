@@ -67,6 +67,8 @@ class NatsCluster {
   // Every node's URL, node `first` first.
   std::string urls(int first) const;
   void kill_node(int i);  // SIGKILL
+  // The node whose client URL is `url`, or -1.
+  int index_of(const std::string& url) const;
   LoggedProcess& node(int i) { return *nodes_[i]; }
 
  private:
@@ -83,6 +85,9 @@ struct Host {
   std::unique_ptr<LoggedProcess> bridge;
   std::uint32_t id = 0;
   std::vector<std::string> bridge_args;
+  // The URL the bridge says it is connected to now (its latest
+  // "connected to" / "reconnected to" line).
+  std::string connected_url();
   // Starts (or restarts) the bridge and waits for its "ready" line.
   void start_bridge();
 };
