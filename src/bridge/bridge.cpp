@@ -426,7 +426,8 @@ bool Bridge::connect(StopPipe& stop) {
   if (s == NATS_OK) s = natsOptions_SetNoEcho(nopts_, true);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(nopts_, -1);
   if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(nopts_, reconnect_delay, nullptr);
-  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(nopts_, true, nullptr, nullptr);
+  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(nopts_, true, on_reconnected, &events_);
+  // (With a callback, the first connection is retried in the background.)
   // One delivery thread for every subscription: messages reach the loop in
   // the order the server sent them (docs/fleet.md, "Order").
   if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(nopts_, true);

@@ -539,5 +539,38 @@ TEST(Bridge, SigtermStopsTheBridgeWithExit0AndReleasesItsClaims) {
   EXPECT_TRUE(eventually([&] { return !has_replier(a, "$.Stop"); }));
 }
 
+TEST(Bridge, ANetworkIdHeldByALiveBridgeIsRefusedWithExit3) {
+  Fleet f({}, 2);
+  TestDaemon other(1);
+  LoggedProcess dup({bridge_path(), "-d", other.dir(), "--id", "1", "--kv-timeout-ms", "2000",
+                     f.nats.urls(2)},
+                    "dup");
+  EXPECT_EQ(dup.wait_exit(60s), 3);
+  EXPECT_GE(dup.wait_for("network id 1 is held by another bridge"), 0) << dup.all();
+}
+
+TEST(Bridge, ABridgeWaitsForNatsAndStopsOnSigterm) {
+  // Nothing listens on this port: the bridge keeps retrying (with backoff)
+  // until stopped; SIGTERM ends it with exit status 0.
+  TestDaemon d(1);
+  const int port = free_port();
+  LoggedProcess b({bridge_path(), "-d", d.dir(), "nats://127.0.0.1:" + std::to_string(port)}, "b");
+  ASSERT_GE(b.wait_for("waiting for a NATS server"), 0) << b.all();
+  b.kill(SIGTERM);
+  EXPECT_EQ(b.wait_exit(), 0) << b.all();
+}
+
+TEST(Bridge, UsageErrorsExit1AndSayWhatIsWrong) {
+  auto r = run_process({kbus_cli_path(), "bridge", "-m", "$.A-B", "nats://127.0.0.1:1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("$.A-B"), std::string::npos) << r.err;
+  r = run_process({bridge_path(), "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--prefix"), std::string::npos);
+  r = run_process({kbus_cli_path(), "help", "bridge"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("URL"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kbus::test

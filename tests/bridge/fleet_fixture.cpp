@@ -121,8 +121,6 @@ int LoggedProcess::wait_exit(std::chrono::milliseconds timeout) {
   return rc;
 }
 
-namespace {
-
 int free_port() {
   int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
@@ -135,8 +133,6 @@ int free_port() {
   ::close(s);
   return ntohs(a.sin_port);
 }
-
-}  // namespace
 
 NatsCluster::NatsCluster(int n) {
   char tmpl[] = "/tmp/kbus-nats-XXXXXX";

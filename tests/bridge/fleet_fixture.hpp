@@ -78,6 +78,8 @@ class NatsCluster {
 };
 
 std::string bridge_path();
+// A loopback TCP port that was free a moment ago.
+int free_port();
 
 // One kbusd host with its bridge.
 struct Host {
