@@ -424,6 +424,9 @@ bool Bridge::connect(StopPipe& stop) {
   natsStatus s = natsOptions_SetServers(nopts_, urls.data(), static_cast<int>(urls.size()));
   if (s == NATS_OK) s = natsOptions_SetName(nopts_, name.c_str());
   if (s == NATS_OK) s = natsOptions_SetNoEcho(nopts_, true);
+  // Each message goes out as it is published, not when the client's flusher
+  // next runs: a Request crosses four NATS hops, each would wait for it.
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(nopts_, true);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(nopts_, -1);
   if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(nopts_, reconnect_delay, nullptr);
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(nopts_, true, on_reconnected, &events_);
