@@ -1320,7 +1320,7 @@ void Bridge::poll_claims() {
   }
   // Stale claims of an earlier run of ours whose replier has gone.
   for (const auto& [name, c] : snap) {
-    if (c.host != host_key_ || c.owner == net_ || local_repliers_.count(name)) continue;
+    if (c.host != host_key_ || claims_.count(name) || local_repliers_.count(name)) continue;
     claims_[name] = Claim{0, c.binder};
     kvEntry* e = nullptr;
     auto key = name_to_key(name);
