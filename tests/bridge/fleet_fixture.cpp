@@ -160,7 +160,11 @@ NatsCluster::NatsCluster(int n) {
   }
   for (auto& node : nodes_) {
     if (node->wait_for("Server is ready") < 0) {
-      throw std::runtime_error("nats-server did not start:\n" + node->all());
+      std::string log = node->all();
+      nodes_.clear();  // (the destructor does not run for a throwing constructor)
+      std::string cmd = "rm -rf '" + dir_ + "'";
+      if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "cannot remove %s\n", dir_.c_str());
+      throw std::runtime_error("nats-server did not start:\n" + log);
     }
   }
 }
