@@ -431,6 +431,29 @@ TEST(Bridge, AClaimIsReleasedWhenItsReplierCloses) {
   EXPECT_EQ(r.error(), Errc::eaddrnotavail);
 }
 
+TEST(Bridge, AClaimLapsesWhenItsBridgeDiesAndTheLeaseRunsOut) {
+  // The host disappears (its bridge is killed and not restarted): nobody
+  // releases the claim, the lease (--lease-ms 3000) does.
+  Fleet f;
+  auto rep = start_replier(*f.hosts[2].daemon, "$.Lapse", "h2");
+  ASSERT_NE(bound_id(*rep), 0u);
+  Ksock a = f.open(0);
+  ASSERT_TRUE(eventually([&] { return has_replier(a, "$.Lapse"); }));
+  f.hosts[2].bridge->kill(SIGKILL);
+  f.hosts[2].bridge->wait_exit();
+  ASSERT_GE(f.hosts[0].bridge->wait_for("proxy replier for $.Lapse removed", 30s), 0);
+  EXPECT_FALSE(has_replier(a, "$.Lapse"));
+  auto r = a.try_send_msg(request("$.Lapse", "x"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), Errc::eaddrnotavail);  // §5.2-9, as on one bus
+  // Now another host may serve the name (once its proxy has gone too).
+  ASSERT_GE(f.hosts[1].bridge->wait_for("proxy replier for $.Lapse removed", 30s), 0);
+  auto other = start_replier(*f.hosts[1].daemon, "$.Lapse", "h1");
+  ASSERT_NE(bound_id(*other), 0u);
+  EXPECT_GE(f.hosts[1].bridge->wait_for("claimed $.Lapse"), 0);
+  if (HasFailure()) dump(f);
+}
+
 // ---- failures during traffic: every request answered exactly once ----
 
 TEST(Bridge, KillingTheReplierDuringTrafficAnswersEveryRequestOnce) {
