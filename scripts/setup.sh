@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake g++ pkg-config libgtest-dev libgmock-dev libbenchmark-dev
-          libcli11-dev libssl-dev libsystemd-dev openssl python3 python3-pytest python3-setuptools zsh)
+          libcli11-dev libssl-dev libsystemd-dev openssl python3 python3-pytest python3-setuptools zsh
+          libnats-dev nats-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -10,6 +10,7 @@
 //   kbus errno    N | NAME | --list
 //   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] [--tls-cert F --tls-key F --tls-ca F
 //                 [--tls-peer-name N] [--tls-peer-fingerprint SHA256]] ... ADDRESS   (docs/limpets.md)
+//   kbus bridge   [-b BUS] [--prefix P] [-m NAME]... URL[,URL...]     (docs/fleet.md)
 //   kbus help     [COMMAND]
 //   kbus run      [-d DIR] PROGRAM [ARGS...]   (/dev/kbusN programs; docs/device.md)
 //
@@ -46,6 +47,9 @@
 #include "kbus/ksock.hpp"
 #include "kbus/message.hpp"
 #include "limpet/runner.hpp"
+#ifdef KBUS_HAVE_BRIDGE
+#include "bridge/bridge.hpp"
+#endif
 
 #ifndef KBUS_VERSION
 #define KBUS_VERSION "unknown"
@@ -633,6 +637,12 @@ int run(int argc, char** argv) {
       "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
   limpet->prefix_command();
   limpet->set_help_flag();
+#ifdef KBUS_HAVE_BRIDGE
+  // The NATS bridge (docs/fleet.md) parses its own arguments, as the limpet.
+  auto* bridge_cmd = app.add_subcommand("bridge", "join this bus to a NATS system (a fleet of buses)");
+  bridge_cmd->prefix_command();
+  bridge_cmd->set_help_flag();
+#endif
 
   // `kbus run`: everything from PROGRAM on goes to the program.
   std::string run_dir;
@@ -670,6 +680,9 @@ int run(int argc, char** argv) {
     if (topic->get_name() == "limpet") {
       return limpet::main_with_args("kbus limpet", {"--help"});
     }
+#ifdef KBUS_HAVE_BRIDGE
+    if (topic->get_name() == "bridge") return bridge::main_with_args("kbus bridge", {"--help"});
+#endif
     std::fputs(topic->help(app.get_name()).c_str(), stdout);
     return kExitOk;
   }
@@ -696,6 +709,9 @@ int run(int argc, char** argv) {
     if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
     if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
     if (run_cmd->parsed()) return cmd_run(run_dir, run_cmd->remaining());
+#ifdef KBUS_HAVE_BRIDGE
+    if (bridge_cmd->parsed()) return bridge::main_with_args("kbus bridge", bridge_cmd->remaining());
+#endif
   } catch (const CommandFailed& f) {
     return f.exit_code;
   } catch (const Error& e) {
