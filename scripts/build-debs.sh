@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 top=$PWD
 out=${KBUS_DEB_DIR:-$top/build-deb}
 
-packages=(build-essential debhelper dh-python lintian cmake g++ pkg-config libcli11-dev
+packages=(build-essential debhelper dh-python lintian cmake g++ pkg-config libcli11-dev libssl-dev libnats-dev
           libsystemd-dev python3 dpkg-dev systemd)  # systemd: systemd-analyze, for deb-smoke.sh
 missing=()
 for p in "${packages[@]}"; do

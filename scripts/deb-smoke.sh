@@ -49,7 +49,7 @@ for f in usr/bin/kbusd usr/bin/kbus usr/bin/kbus-limpet lib/systemd/system/kbusd
          usr/share/bash-completion/completions/kbus usr/share/bash-completion/completions/kbusd \
          usr/share/zsh/vendor-completions/_kbus usr/include/cppkbus/cppkbus.h \
          usr/include/libkbus/limpet.h usr/include/libkbus/linux/kbus_defns.h \
-         "usr/lib/$multiarch/kbus/libkbus-dev.so" usr/share/doc/kbus/KBUS-SPEC.md; do
+         "usr/lib/$multiarch/kbus/libkbus-dev.so" usr/share/doc/kbus/KBUS-SPEC.md.gz; do
   [ -e "$root/$f" ] || fail "$f is in no package"
 done
 ok "the packages hold every file"
