@@ -100,7 +100,7 @@ listen_pid=$!
 wait_binding '$.Smoke.Listen' || fail "kbus listen did not bind"
 "$bin/kbus" send '$.Smoke.Listen' 'to the listener' >/dev/null
 wait "$listen_pid" || fail "kbus listen failed"
-grep -q "data=b'to the listener'" "$tmp/listen.out" || fail "kbus listen printed: $(cat "$tmp/listen.out")"
+grep -q "data='to the listener'" "$tmp/listen.out" || fail "kbus listen printed: $(cat "$tmp/listen.out")"
 ok "installed kbus listens"
 
 "$bin/kbus" reply --count 1 '$.Smoke.Ask' 'the answer' >/dev/null &
