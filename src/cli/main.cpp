@@ -37,7 +37,7 @@
 #include "cli/json_output.hpp"
 #include "cli/reports.hpp"
 #include "cli/shell_command.hpp"
-#include "cli/stop_signals.hpp"
+#include "util/signals.hpp"
 #include "kbus/errors.hpp"
 #include "kbus/ksock.hpp"
 #include "kbus/message.hpp"
@@ -171,7 +171,7 @@ std::string data_argument(const std::optional<std::string>& data) {
 
 // Waits until the Ksock is readable or a stop signal arrives; returns false
 // on a stop signal or when `deadline` has passed.
-bool wait_readable(const Ksock& k, const StopSignals& stop,
+bool wait_readable(const Ksock& k, const util::SignalPipe& stop,
                    std::optional<std::chrono::steady_clock::time_point> deadline) {
   for (;;) {
     if (stop.stopped()) return false;
@@ -208,7 +208,7 @@ int cmd_send(const Common& c, const std::string& name, const std::optional<std::
   if (!id && id.error() == Errc::eagain && all_or_wait) {
     // Pending: the daemon completes it when the recipients have room; the
     // Ksock is writable again once it has.
-    StopSignals stop;
+    util::SignalPipe stop;
     for (;;) {
       pollfd p[2] = {{k.fileno(), POLLOUT, 0}, {stop.fd(), POLLIN, 0}};
       int rc = ::poll(p, 2, -1);
@@ -264,7 +264,7 @@ int cmd_listen(const Common& c, const std::vector<std::string>& names, const Lis
   }
   const std::uint32_t limit = k.max_messages();
   for (const auto& n : names) bind_or_fail(k, c, n, false, "listen");
-  StopSignals stop;
+  util::SignalPipe stop;
   long got = 0;
   while (o.count <= 0 || got < o.count) {
     if (!wait_readable(k, stop, std::nullopt)) break;
@@ -297,7 +297,7 @@ int cmd_request(const Common& c, const std::string& name, const std::optional<st
   if (!id) {
     return report_failure("request", to_errno(id.error()), send_context(k, c, m, id.error()));
   }
-  StopSignals stop;
+  util::SignalPipe stop;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (timeout_s > 0) {
     deadline = std::chrono::steady_clock::now() +
@@ -325,7 +325,7 @@ int cmd_reply(const Common& c, const std::string& name, const std::optional<std:
               const std::optional<std::string>& exec, long count, bool json) {
   Ksock k = open_or_fail(c, Mode::read_write, "reply");
   bind_or_fail(k, c, name, true, "reply");
-  StopSignals stop;
+  util::SignalPipe stop;
   long answered = 0;
   while (count <= 0 || answered < count) {
     if (!wait_readable(k, stop, std::nullopt)) break;
