@@ -90,6 +90,11 @@ class KBUS_EXPORT Ksock {
   // release sequence (statuses sent, bindings gone), so its effects are
   // visible to every other Ksock; it waits at most 5 s for that.
   void close() noexcept;
+  // Lets go of the Ksock without CLOSE: closes this process's descriptors of
+  // the connection but does not shut it down, so a process that shares them
+  // (the parent, in the child of fork()) keeps the Ksock open and working.
+  // The Ksock is closed (as far as this object goes) afterwards.
+  void abandon() noexcept;
   bool is_open() const noexcept;
 
   // Facts learnt at open (no round trip).

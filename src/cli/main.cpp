@@ -8,8 +8,10 @@
 //   kbus bindings | stats   [-b BUS] [--json | --raw]
 //   kbus new-device [-b BUS]      kbus max-size [-b BUS] [SIZE]
 //   kbus errno    N | NAME | --list
-//   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] ... ADDRESS   (docs/limpets.md)
+//   kbus limpet   (-s | -c) [-id N] [-k BUS] [-m NAME] [--tls-cert F --tls-key F --tls-ca F
+//                 [--tls-peer-name N] [--tls-peer-fingerprint SHA256]] ... ADDRESS   (docs/limpets.md)
 //   kbus help     [COMMAND]
+//   kbus run      [-d DIR] PROGRAM [ARGS...]   (/dev/kbusN programs; docs/device.md)
 //
 // Every command takes -b/--bus (default 0) and -d/--dir (default: $KBUS_DIR,
 // then the protocol's default directory). Exit status: 0 success; 1 a KBUS
@@ -36,6 +38,7 @@
 #include "cli/explain.hpp"
 #include "cli/json_output.hpp"
 #include "cli/reports.hpp"
+#include "cli/run_command.hpp"
 #include "cli/shell_command.hpp"
 #include "util/signals.hpp"
 #include "kbus/errors.hpp"
@@ -571,9 +574,18 @@ int run(int argc, char** argv) {
 
   // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
   // parsed by the limpet itself: everything after `limpet` goes to it.
-  auto* limpet = app.add_subcommand("limpet", "join this bus to another over a socket (as kbus-limpet)");
+  auto* limpet = app.add_subcommand(
+      "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
   limpet->prefix_command();
   limpet->set_help_flag();
+
+  // `kbus run`: everything from PROGRAM on goes to the program.
+  std::string run_dir;
+  auto* run_cmd = app.add_subcommand(
+      "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
+  run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
+  run_cmd->prefix_command();
+  run_cmd->footer("Usage: kbus run [-d DIR] PROGRAM [ARGS...]  (PROGRAM is looked up in $PATH)");
 
   try {
     app.parse(argc, argv);
@@ -627,6 +639,7 @@ int run(int argc, char** argv) {
     if (newdev->parsed()) return cmd_new_device(common);
     if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
     if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
+    if (run_cmd->parsed()) return cmd_run(run_dir, run_cmd->remaining());
   } catch (const CommandFailed& f) {
     return f.exit_code;
   } catch (const Error& e) {

@@ -68,6 +68,10 @@ class Connection {
   // one asks the daemon (MAXMSGSIZE) once per connection.
   Result<std::size_t> frame_budget(std::size_t frame_len) noexcept;
 
+  // Makes the destructor close the descriptors without shutting the socket
+  // down (Ksock::abandon): another process sharing it keeps the connection.
+  void abandon() noexcept { broken_ = Errc::ebadf; }
+
   // Pointy message support (KBUS-SPEC.md §3.4): name+data kept for SEND.
   std::optional<std::string>& pointy_payload() noexcept { return pointy_payload_; }
 

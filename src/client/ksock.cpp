@@ -156,6 +156,10 @@ Ksock Ksock::open(int bus, Mode mode, const std::string& dir) {
 }
 
 void Ksock::close() noexcept { conn_.reset(); }
+void Ksock::abandon() noexcept {
+  if (conn_) conn_->abandon();
+  conn_.reset();
+}
 bool Ksock::is_open() const noexcept { return conn_ != nullptr; }
 std::uint32_t Ksock::id() const noexcept { return conn_ ? conn_->ksock_id() : 0; }
 std::uint32_t Ksock::bus() const noexcept { return conn_ ? conn_->bus() : 0; }

@@ -10,7 +10,7 @@
 // Nothing throws out of this file: the C API catches everything at its
 // boundary, and the few places here that allocate (std::string) are wrapped
 // in guard(), which turns std::bad_alloc into -ENOMEM. Where the spec leaves
-// a choice open, docs/decisions.md says what was chosen (D14).
+// a choice open, docs/decisions.md says what was chosen (D17).
 #include "cppkbus/cppkbus.h"
 
 #include <fcntl.h>

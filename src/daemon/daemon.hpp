@@ -44,7 +44,7 @@ struct Config {
   // docs/reliability.md §4 (0 = no limit): Ksocks (connections) per user
   // over all buses; how long a client over output_high_water may go without
   // reading any of its replies before it is cut off.
-  std::uint32_t max_ksocks_per_user = 0;  // off by default: docs/decisions.md D14
+  std::uint32_t max_ksocks_per_user = 0;  // off by default: docs/decisions.md D16
   std::uint32_t stall_timeout_ms = 30000;
   // docs/reliability.md §5: the bus sockets' owner, group and mode, and the
   // user to become once they exist.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "kbus/ksock.hpp"
 #include "limpet/limpet.hpp"
@@ -37,6 +38,11 @@ class KsockBus final : public BusPort {
 
   // The next message of the queue, or nullopt if it is empty.
   Result<std::optional<Message>> read_next() { return ksock_.try_read_next_msg(); }
+  // Up to `max_count` queued messages (at most `max_bytes`, but one if any)
+  // in one round trip (READBATCH); empty if the queue is empty.
+  Result<std::vector<Message>> read_batch(std::uint32_t max_count, std::uint32_t max_bytes) {
+    return ksock_.try_read_msgs(max_count, max_bytes);
+  }
   // The poll fd: readable iff the queue is non-empty, writable iff no
   // ALL_OR_WAIT send is pending.
   int fileno() const { return ksock_.fileno(); }

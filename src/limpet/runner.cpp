@@ -10,9 +10,16 @@
 // bus is pending), so the flow control of the bus and of the socket carries
 // through the limpet.
 //
-// Server: keeps listening. A new connection whose HELO names the same peer
-// network id replaces the current link (the peer reconnected after a cut
-// this end has not noticed yet); any other is refused while linked.
+// Server: keeps listening. A new connection is a candidate until its TLS
+// handshake (if any) and HELO are done, at most kHandshakeTimeout; only
+// then does the server send its own HELO and make it the link - if it has
+// none. While linked, every other connection is refused and logged, also
+// one that names the current peer's network id (a takeover attempt, or the
+// peer back after a cut this end has not noticed): the link is never
+// replaced. For the latter, the old link's TCP socket is asked to probe
+// its peer at once (probe_liveness): a peer host that forgot the
+// connection answers with a reset and the link drops; a cut link ends at
+// TCP_USER_TIMEOUT (15 s). The returning peer's next attempt then gets in.
 // Client: reconnects after any loss with exponential backoff (100 ms
 // doubling to --reconnect-max-ms).
 #include "limpet/runner.hpp"
@@ -29,6 +36,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "limpet/ksock_bus.hpp"
 #include "limpet/limpet.hpp"
@@ -77,9 +85,14 @@ void print_err(const std::string& line) {
 }
 
 // Per-turn budgets (STYLE.md 8).
-constexpr int kBusBatch = 256;
+constexpr std::uint32_t kBusBatch = 64;             // messages per READBATCH
+constexpr std::uint32_t kBusBatchBytes = 256u << 10;  // bytes per READBATCH
+constexpr int kBusBatches = 4;                      // READBATCHes per turn
 constexpr int kPeerBatch = 256;
 constexpr std::size_t kMaxPeerOutput = 4u << 20;  // stop reading the bus beyond this
+// Server: connections still in their TLS/HELO handshake.
+constexpr std::size_t kMaxCandidates = 4;
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -90,8 +103,8 @@ std::string usage(const std::string& program) {
          "A limpet joins one KBUS bus to another limpet's bus over a socket\n"
          "(KBUS-SPEC.md section 10), speaking the original limpet wire protocol.\n"
          "\n"
-         "  <host>:<port>      TCP/IP; the server listens there (an address that is\n"
-         "                     not this machine's means every address)\n"
+         "  <host>:<port>      TCP/IP; the server listens on exactly that address\n"
+         "                     (0.0.0.0 or [::] for every interface)\n"
          "  <path>             a Unix domain socket\n"
          "  -s, -server        be the socket server\n"
          "  -c, -client        be the socket client (reconnects after a loss)\n"
@@ -104,6 +117,16 @@ std::string usage(const std::string& program) {
          "  -d, --dir <dir>    the bus socket directory (default $KBUS_DIR, ...)\n"
          "  --max-messages <n> the limpet Ksock's queue limit, default 1000\n"
          "  --reconnect-max-ms <ms>  client: longest wait between attempts, default 5000\n"
+         "\n"
+         "TLS 1.3 with mutual authentication (both ends; without these the link is\n"
+         "unauthenticated and unencrypted):\n"
+         "  --tls-cert <file>  this limpet's certificate (PEM, may include the chain)\n"
+         "  --tls-key <file>   its private key (PEM)\n"
+         "  --tls-ca <file>    the CA certificate(s) the peer's certificate must chain to\n"
+         "  --tls-peer-name <name>  the peer's certificate must be for this DNS name\n"
+         "                     (subjectAltName, or CN if it has none)\n"
+         "  --tls-peer-fingerprint <sha256>  the peer's certificate must have this\n"
+         "                     SHA-256 fingerprint (openssl x509 -noout -fingerprint -sha256)\n"
          "  -h, -help          this text\n"
          "\n"
          "Arguments may come in any order; later ones win. Exit status: 0 stopped\n"
@@ -176,6 +199,21 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
       int rc = number(10, 3600000, n);
       if (rc != 0) return error("--reconnect-max-ms needs a number of milliseconds (10..3600000)");
       o.reconnect_max_ms = static_cast<int>(n);
+    } else if (a == "--tls-cert" || a == "--tls-key" || a == "--tls-ca" || a == "--tls-peer-name") {
+      std::string v;
+      if (!value(v) || v.empty()) {
+        return error("switch " + a + (a == "--tls-peer-name" ? " needs a name" : " needs a file"));
+      }
+      (a == "--tls-cert" ? o.tls.cert : a == "--tls-key" ? o.tls.key : a == "--tls-ca" ? o.tls.ca
+                                                                         : o.tls.peer_name) = v;
+    } else if (a == "--tls-peer-fingerprint") {
+      std::string v;
+      if (!value(v)) return error("switch " + a + " needs a SHA-256 fingerprint");
+      o.tls.peer_fingerprint = parse_fingerprint(v);
+      if (!o.tls.peer_fingerprint) {
+        return error("--tls-peer-fingerprint '" + v +
+                     "' is not a SHA-256 fingerprint (64 hex digits, colons allowed)");
+      }
     } else if (!a.empty() && a[0] == '-') {
       return error("unrecognised switch '" + a + "'");
     } else {
@@ -186,6 +224,17 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
   if (o.address.empty()) return error("an address (<host>:<port> or <path>) is required");
   if (!parse_address(o.address)) return error("bad address '" + o.address + "'");
   if (o.message_name.size() < 3) return error("message name '" + o.message_name + "' is too short");
+  if ((!o.tls.peer_name.empty() || o.tls.peer_fingerprint) && !o.tls.enabled()) {
+    return error("--tls-peer-name and --tls-peer-fingerprint need TLS: give --tls-cert, --tls-key "
+                 "and --tls-ca too");
+  }
+  if (o.tls.enabled() && (o.tls.cert.empty() || o.tls.key.empty() || o.tls.ca.empty())) {
+    std::string missing;
+    if (o.tls.cert.empty()) missing += " --tls-cert";
+    if (o.tls.key.empty()) missing += " --tls-key";
+    if (o.tls.ca.empty()) missing += " --tls-ca";
+    return error("TLS needs all three of --tls-cert, --tls-key and --tls-ca (missing:" + missing + ")");
+  }
   return p;
 }
 
@@ -207,6 +256,17 @@ int run(const Options& o) {
       print_out(tag + text);
     }
   };
+
+  // TLS first: a bad certificate file is a usage error, found before the bus.
+  std::unique_ptr<TlsContext> tls;
+  if (o.tls.enabled()) {
+    std::string err;
+    tls = TlsContext::create(o.tls, server, err);
+    if (!tls) {
+      print_err(tag + "error: " + err);
+      return kExitUsage;
+    }
+  }
 
   LimpetConfig cfg;
   cfg.network_id = own_id;
@@ -249,24 +309,67 @@ int run(const Options& o) {
               " for KBUS " + std::to_string(o.bus) + ", using network id " +
               std::to_string(own_id) + ", listening for '" + o.message_name + "'");
   }
+  if (tls) {
+    std::string who = "a certificate signed by a CA in '" + o.tls.ca + "'";
+    if (!o.tls.peer_name.empty()) who += ", for the name '" + o.tls.peer_name + "'";
+    if (o.tls.peer_fingerprint) {
+      who += ", with SHA-256 fingerprint " + format_fingerprint(o.tls.peer_fingerprint->data());
+    }
+    logger(LogLevel::kInfo, "TLS 1.3 with mutual authentication; our certificate '" + o.tls.cert +
+                                "' has SHA-256 fingerprint " + tls->own_fingerprint() +
+                                "; the peer must present " + who);
+  } else {
+    // Said once, whatever the verbosity: what plain mode exposes.
+    print_err(tag + "warning: the link is unauthenticated and unencrypted (no --tls-cert/--tls-key/"
+                    "--tls-ca): " +
+              (!addr.tcp ? std::string("it is protected only by the permissions of '" + addr.path + "'")
+               : server  ? "anyone who can reach " + addr.host + ":" + std::to_string(port) +
+                              " can become the link while none is up, and anyone on the path can read and "
+                              "change the traffic"
+                         : "anyone on the path to " + addr.to_string() +
+                              " can read and change the traffic, or pose as the server"));
+  }
 
-  std::unique_ptr<Link> link;       // the link (maybe still in its HELO exchange)
-  std::unique_ptr<Link> candidate;  // server: a newer connection, in its HELO exchange
+  std::unique_ptr<Link> link;  // the link (client: maybe still in its handshake)
+  // Server: accepted connections in their TLS/HELO handshake, oldest first.
+  struct Candidate {
+    std::unique_ptr<Link> link;
+    Clock::time_point deadline;
+    std::string from;
+    short revents = 0;  // of the last poll (POLLIN for one accepted since)
+  };
+  std::vector<Candidate> candidates;
   int backoff_ms = 100;
   Clock::time_point next_attempt = Clock::now();
   bool reported_connect_failure = false;
+  std::string last_link_error;   // client: the same failure again is logged at trace level
   bool peer_batch_full = false;  // the last turn stopped at kPeerBatch messages
 
   // Returns an exit status if the limpet cannot go on.
   auto drop_link = [&](const std::string& why) -> std::optional<int> {
     const bool was_up = limpet.linked();
-    logger(LogLevel::kInfo, "link lost: " + why);
+    if (was_up || link->handshake_done()) {
+      logger(LogLevel::kInfo, "link lost: " + why);
+    } else if (why != last_link_error) {
+      // Never linked: refused (TLS, HELO) or cut during the handshake.
+      const bool refused = why.find("before the HELO exchange") != std::string::npos;
+      logger(LogLevel::kError, "cannot link with " + addr.to_string() + ": " + why +
+                                   (refused ? " (a limpet server closes a connection it refuses: "
+                                              "its log says why)"
+                                            : ""));
+    } else {
+      logger(LogLevel::kTrace, "cannot link with " + addr.to_string() + " (again): " + why);
+    }
+    last_link_error = was_up ? std::string() : why;
     relay.link = nullptr;
     link.reset();
     if (was_up) {
       if (auto f = limpet.link_down()) return fault_exit(*f);
     }
-    if (!server) next_attempt = Clock::now() + std::chrono::milliseconds(backoff_ms);
+    if (!server) {
+      next_attempt = Clock::now() + std::chrono::milliseconds(backoff_ms);
+      if (!was_up) backoff_ms = std::min(backoff_ms * 2, o.reconnect_max_ms);
+    }
     return std::nullopt;
   };
   auto bring_up = [&]() -> std::optional<int> {
@@ -291,19 +394,25 @@ int run(const Options& o) {
     relay.link = link.get();
     backoff_ms = 100;
     reported_connect_failure = false;
-    logger(LogLevel::kInfo, "linked with the limpet of network id " + std::to_string(link->peer_id()));
+    last_link_error.clear();
+    logger(LogLevel::kInfo, "linked with the limpet of network id " + std::to_string(link->peer_id()) +
+                                (link->secure() ? " (TLS 1.3, peer certificate " + link->peer_certificate() + ")"
+                                                : std::string()));
     return std::nullopt;
   };
 
   for (;;) {
-    if (stop.stopped()) break;
+    // (A stop shows in the poll below: pfds[0].)
     // Client: (re)connect when it is time.
     if (!server && !link && Clock::now() >= next_attempt) {
       std::string err;
       int fd = connect_to(addr, 5000, stop.fd(), err);
       if (fd >= 0) {
-        link = std::make_unique<Link>(fd, own_id);
+        link = std::make_unique<Link>(fd, own_id, /*helo_first=*/true, tls.get());
         logger(LogLevel::kInfo, "connected to " + addr.to_string());
+        if (link->on_writable() == Link::Io::kError) {
+          if (auto code = drop_link(link->error())) return *code;
+        }
       } else {
         if (stop.stopped()) break;
         logger(reported_connect_failure ? LogLevel::kTrace : LogLevel::kInfo,
@@ -314,53 +423,71 @@ int run(const Options& o) {
       }
     }
 
-    pollfd pfds[5];
-    int n = 0;
-    pfds[n++] = {stop.fd(), POLLIN, 0};
-    const int i_bus = n;
+    // What this turn queued for the peer goes out now, the last thing
+    // before we sleep (see Link::send_to_peer).
+    // A failure shows in poll() as POLLERR/POLLHUP, and the link section
+    // then hands over what had arrived before dropping the link.
+    if (link && link->transport_ready() && link->wants_write()) (void)link->on_writable();
+
+    std::vector<pollfd> pfds;
+    pfds.reserve(5 + candidates.size());
+    pfds.push_back({stop.fd(), POLLIN, 0});
+    const std::size_t i_bus = pfds.size();
     short bus_events = 0;
     if (!link || link->out_pending() < kMaxPeerOutput) bus_events |= POLLIN;
     if (limpet.bus_blocked()) bus_events |= POLLOUT;
-    pfds[n++] = {bus.fileno(), bus_events, 0};
-    int i_link = -1, i_listen = -1, i_cand = -1;
+    pfds.push_back({bus.fileno(), bus_events, 0});
+    std::size_t i_link = 0, i_listen = 0, i_cand = 0;
+    Link* const polled_link = link.get();
+    bool link_wants_read = false;
     if (link) {
       short ev = 0;
-      if (!limpet.bus_blocked() && link->in_pending() < kMaxPeerOutput) ev |= POLLIN;
+      link_wants_read = !limpet.bus_blocked() && link->in_pending() < kMaxPeerOutput;
+      if (link_wants_read) ev |= POLLIN;
       if (link->wants_write()) ev |= POLLOUT;
-      i_link = n;
-      pfds[n++] = {link->fd(), ev, 0};
+      i_link = pfds.size();
+      pfds.push_back({link->fd(), ev, 0});
     }
     if (listen_fd >= 0) {
-      i_listen = n;
-      pfds[n++] = {listen_fd, POLLIN, 0};
+      i_listen = pfds.size();
+      pfds.push_back({listen_fd, POLLIN, 0});
     }
-    if (candidate) {
-      i_cand = n;
-      pfds[n++] = {candidate->fd(),
-                   static_cast<short>(POLLIN | (candidate->wants_write() ? POLLOUT : 0)), 0};
+    i_cand = pfds.size();
+    for (const Candidate& c : candidates) {
+      pfds.push_back({c.link->fd(), static_cast<short>(POLLIN | (c.link->wants_write() ? POLLOUT : 0)), 0});
     }
     int timeout = -1;
-    if (!server && !link) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(next_attempt - Clock::now()).count();
-      timeout = static_cast<int>(std::max<long long>(0, left));
-    }
+    auto at_most = [&](Clock::time_point when) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(when - Clock::now()).count();
+      const int ms = static_cast<int>(std::max<long long>(0, left));
+      timeout = timeout < 0 ? ms : std::min(timeout, ms);
+    };
+    if (!server && !link) at_most(next_attempt);
+    for (const Candidate& c : candidates) at_most(c.deadline);
     if (limpet.has_retries()) timeout = timeout < 0 ? 50 : std::min(timeout, 50);
-    // Messages already received but not yet handled (a batch limit was hit).
+    // Messages already received but not yet handled (a batch limit was hit),
+    // or bytes a budgeted read left behind (TLS: maybe inside the session,
+    // where poll() cannot see them).
     if (peer_batch_full && link && limpet.linked() && !limpet.bus_blocked()) timeout = 0;
-    int rc = ::poll(pfds, static_cast<nfds_t>(n), timeout);
+    if (link && link->read_more() && link_wants_read) timeout = 0;
+    int rc = ::poll(pfds.data(), static_cast<nfds_t>(pfds.size()), timeout);
     if (rc < 0) {
       if (errno == EINTR) continue;
       print_err(tag + "error: poll: " + std::strerror(errno));
       return kExitFailure;
     }
     if (pfds[0].revents & POLLIN) break;
+    for (std::size_t ci = 0; ci < candidates.size(); ++ci) candidates[ci].revents = pfds[i_cand + ci].revents;
     if (limpet.has_retries()) limpet.retry();
 
     // The bus: a pending send has completed; messages to read.
     const short brev = pfds[i_bus].revents;
     if ((brev & POLLOUT) && limpet.bus_blocked()) limpet.bus_writable();
     if (brev & (POLLIN | POLLHUP | POLLERR)) {
-      for (int k = 0; k < kBusBatch; ++k) {
+      // READBATCH: everything queued (up to a batch) in one round trip to
+      // the daemon - typically our own listener copy of what we just sent
+      // and the next message, which NEXTREAD took two round trips for.
+      for (int k = 0; k < kBusBatches; ++k) {
         if (link && link->out_pending() >= kMaxPeerOutput) break;
         // The poll fd shows the queue after every operation: no round trip
         // to the daemon just to find the queue empty.
@@ -368,25 +495,103 @@ int run(const Options& o) {
           pollfd q{bus.fileno(), POLLIN, 0};
           if (::poll(&q, 1, 0) != 1 || !(q.revents & POLLIN)) break;
         }
-        auto m = bus.read_next();
-        if (!m) {
+        auto ms = bus.read_batch(kBusBatch, kBusBatchBytes);
+        if (!ms) {
           print_err(tag + "error: reading from bus " + std::to_string(o.bus) + ": " +
-                    errno_name(to_errno(m.error())) + " (has kbusd gone?)");
+                    errno_name(to_errno(ms.error())) + " (has kbusd gone?)");
           return kExitFailure;
         }
-        if (!*m) break;
-        if (limpet.from_bus(**m) == Limpet::Action::kTerminate) return kExitOk;
+        for (const Message& m : *ms) {
+          if (limpet.from_bus(m) == Limpet::Action::kTerminate) {
+            // What came before the termination message still goes out.
+            if (link && link->transport_ready()) (void)link->on_writable();
+            return kExitOk;
+          }
+        }
+        if (ms->size() < kBusBatch) break;
       }
     }
 
+    // Server: new connections, and candidates through their handshake.
+    if (listen_fd >= 0 && (pfds[i_listen].revents & POLLIN)) {
+      std::string from;
+      int fd = accept_from(listen_fd, from);
+      if (fd >= 0) {
+        if (candidates.size() >= kMaxCandidates) {
+          logger(LogLevel::kError, "dropping the connection from " + candidates.front().from +
+                                       ": still in its handshake, and " +
+                                       std::to_string(kMaxCandidates) + " newer connections wait");
+          candidates.erase(candidates.begin());
+        }
+        // Not polled yet: a read is tried at once (harmless if nothing came).
+        candidates.push_back({std::make_unique<Link>(fd, own_id, /*helo_first=*/false, tls.get()),
+                              Clock::now() + kHandshakeTimeout, from, POLLIN});
+        logger(LogLevel::kInfo, "accepted a connection from " + from + (link ? "; checking who it is" : ""));
+        if (candidates.back().link->on_writable() == Link::Io::kError) {
+          logger(LogLevel::kError, "refusing the connection from " + from + ": " +
+                                       candidates.back().link->error());
+          candidates.pop_back();
+        }
+      }
+    }
+    for (std::size_t ci = 0; ci < candidates.size();) {
+      Candidate& c = candidates[ci];
+      Link::Io io = Link::Io::kOk;
+      const short rev = c.revents;
+      if (rev & POLLOUT) io = c.link->on_writable();
+      if (io == Link::Io::kOk && (rev & (POLLIN | POLLHUP | POLLERR))) io = c.link->on_readable();
+      std::optional<std::string> refuse;
+      if (io != Link::Io::kOk) {
+        refuse = c.link->error();
+      } else if (!c.link->handshake_done() && Clock::now() >= c.deadline) {
+        refuse = std::string(c.link->transport_ready() ? "no HELO" : "no TLS handshake") + " within " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kHandshakeTimeout).count()) +
+                 " s";
+      } else if (c.link->handshake_done() && link) {
+        const std::uint32_t claimed = c.link->peer_id();
+        std::string why = "it claims network id " + std::to_string(claimed) +
+                          (c.link->secure() ? " (certificate " + c.link->peer_certificate() + ")" : "") +
+                          ", but this limpet is linked with network id " + std::to_string(link->peer_id()) +
+                          " and a working link is never replaced";
+        if (claimed == link->peer_id()) {
+          // The same peer back after a cut we have not seen, or an impostor:
+          // make the kernel probe the old link now. A dead one is then
+          // dropped, and the peer's next attempt gets in.
+          probe_liveness(link->fd());
+          why += " (if the old link is dead, the peer gets in at its next attempt, once TCP "
+                 "keepalive has found it dead)";
+        }
+        refuse = why;
+      }
+      if (refuse) {
+        logger(LogLevel::kError, "refusing the connection from " + c.from + ": " + *refuse);
+        candidates.erase(candidates.begin() + static_cast<std::ptrdiff_t>(ci));
+        continue;
+      }
+      if (c.link->handshake_done()) {
+        // Accepted: our HELO now, then the link is up, and whatever came
+        // with its HELO is handled below in this same turn.
+        link = std::move(c.link);
+        candidates.erase(candidates.begin() + static_cast<std::ptrdiff_t>(ci));
+        link->send_helo();
+        if (link->on_writable() == Link::Io::kError) {
+          if (auto code = drop_link(link->error())) return *code;
+          continue;
+        }
+        if (auto code = bring_up()) return *code;
+        continue;
+      }
+      ++ci;
+    }
+
     // The link.
-    if (link && i_link >= 0) {
+    if (link && link.get() == polled_link) {
       const short lrev = pfds[i_link].revents;
       std::optional<std::string> lost;
       if (lrev & POLLOUT) {
         if (link->on_writable() == Link::Io::kError) lost = link->error();
       }
-      if (!lost && (lrev & (POLLIN | POLLHUP | POLLERR))) {
+      if (!lost && ((lrev & (POLLIN | POLLHUP | POLLERR)) || (link->read_more() && link_wants_read))) {
         const bool had_helo = link->handshake_done();
         Link::Io io = link->on_readable();
         if (!had_helo && link->handshake_done()) {
@@ -394,9 +599,7 @@ int run(const Options& o) {
         }
         if (io != Link::Io::kOk) lost = link->error();
       }
-      if (!lost && link->handshake_done() && link->wants_write()) {
-        if (link->on_writable() == Link::Io::kError) lost = link->error();
-      }
+      // (What is queued now is written at the end of the turn.)
       if (lost) {
         // Hand over what had arrived before the loss, then drop the link.
         if (link->handshake_done() && limpet.linked()) {
@@ -427,46 +630,6 @@ int run(const Options& o) {
         }
         if (!*m) break;
         limpet.from_peer(**m);
-      }
-    }
-
-    // Server: new connections and the candidate's HELO exchange.
-    if (i_listen >= 0 && (pfds[i_listen].revents & POLLIN)) {
-      int fd = accept_from(listen_fd);
-      if (fd >= 0) {
-        if (!link) {
-          link = std::make_unique<Link>(fd, own_id);
-          (void)link->on_writable();
-          logger(LogLevel::kInfo, "accepted a connection");
-        } else {
-          candidate = std::make_unique<Link>(fd, own_id);
-          (void)candidate->on_writable();
-          logger(LogLevel::kInfo, "accepted another connection; checking who it is");
-        }
-      }
-    }
-    if (candidate && i_cand >= 0 && pfds[i_cand].revents) {
-      Link::Io io = Link::Io::kOk;
-      if (pfds[i_cand].revents & POLLOUT) io = candidate->on_writable();
-      if (io == Link::Io::kOk && (pfds[i_cand].revents & (POLLIN | POLLHUP | POLLERR))) {
-        io = candidate->on_readable();
-      }
-      if (candidate->handshake_done()) {
-        if (!link || !link->handshake_done() || link->peer_id() == candidate->peer_id()) {
-          if (link) {
-            if (auto code = drop_link("replaced by a new connection from the same limpet")) return *code;
-          }
-          link = std::move(candidate);
-          if (auto code = bring_up()) return *code;
-        } else {
-          logger(LogLevel::kError, "refusing a connection from the limpet of network id " +
-                                       std::to_string(candidate->peer_id()) +
-                                       ": already linked with network id " +
-                                       std::to_string(link->peer_id()));
-          candidate.reset();
-        }
-      } else if (io != Link::Io::kOk) {
-        candidate.reset();
       }
     }
   }

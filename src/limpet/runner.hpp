@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "limpet/tls.hpp"
+
 namespace kbus::limpet {
 
 // Exit statuses of a limpet process.
@@ -31,6 +33,7 @@ struct Options {
   std::optional<std::string> termination;
   std::uint32_t max_messages = 1000;
   int reconnect_max_ms = 5000;    // client: the longest wait between attempts
+  TlsOptions tls;                 // --tls-*: TLS 1.3 with mutual authentication
 
   std::uint32_t effective_network_id() const {
     return network_id != 0 ? network_id : (role == Role::kServer ? 2u : 1u);
@@ -48,7 +51,9 @@ struct ParsedArgs {
 // -s|-server|--server, -c|-client|--client; -id|--id N; -k|-kbus|--kbus|
 // -b|--bus N; -m|-message|--message NAME; -v|-verbose|--verbose LEVEL;
 // -t|--terminate NAME; -h|-help|--help; and kbus' own -d|--dir DIR,
-// --max-messages N, --reconnect-max-ms MS. No arguments at all is kHelp.
+// --max-messages N, --reconnect-max-ms MS, --tls-cert FILE, --tls-key FILE,
+// --tls-ca FILE, --tls-peer-name NAME, --tls-peer-fingerprint SHA256. No
+// arguments at all is kHelp.
 ParsedArgs parse_args(const std::vector<std::string>& args);
 std::string usage(const std::string& program);
 

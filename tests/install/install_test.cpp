@@ -376,5 +376,26 @@ TEST_F(InstallTest, FindPackageBuildsOutsideCAndCxxPrograms) {
   }
 }
 
+// `kbus run` (docs/device.md) preloads the installed libkbus-dev.so, found
+// beside the installed kbus, so a program that opens /dev/kbus0 itself
+// reaches the kbusd of KBUS_DIR.
+TEST_F(InstallTest, KbusRunPreloadsTheInstalledDeviceLibrary) {
+  ASSERT_TRUE(fs::exists(libdir() + "/libkbus-dev.so"));
+  TestDaemon d(1);
+  auto r = run_process(
+      {KBUS_CLI_PATH, "run", "-d", d.dir(), "/usr/bin/python3", "-c",
+       "import array, fcntl, os\n"
+       "f = open('/dev/kbus0', 'rb', buffering=0)\n"
+       "a = array.array('I', [0])\n"
+       "fcntl.ioctl(f, 0x80086b04, a, True)  # KBUS_IOC_KSOCKID\n"
+       "print('ksock', a[0], os.environ['LD_PRELOAD'])\n"},
+      {}, {}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("ksock 1 " + in_prefix(KBUS_BINDIR) + "/../" + KBUS_LIBDIR +
+                       "/libkbus-dev.so"),
+            std::string::npos)
+      << r.out;
+}
+
 }  // namespace
 }  // namespace kbus::test

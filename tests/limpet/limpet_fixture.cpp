@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <cstdlib>
+#include <stdexcept>
 #include <thread>
 
 namespace kbus::test {
@@ -28,14 +30,15 @@ bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds tim
 }
 
 LimpetProc::LimpetProc(std::vector<std::string> args, bool via_cli,
-                       std::vector<std::string> prefix) {
+                       std::vector<std::string> prefix, bool merge_stderr) {
   std::vector<std::string> argv;
+  if (merge_stderr) argv = {"/bin/sh", "-c", "exec \"$@\" 2>&1", "sh"};
   if (!prefix.empty()) {
-    argv = prefix;
+    argv.insert(argv.end(), prefix.begin(), prefix.end());
   } else if (via_cli) {
-    argv = {kbus_cli_path(), "limpet"};
+    argv.insert(argv.end(), {kbus_cli_path(), "limpet"});
   } else {
-    argv = {limpet_path()};
+    argv.push_back(limpet_path());
   }
   argv.insert(argv.end(), args.begin(), args.end());
   proc_ = std::make_unique<SpawnedProcess>(argv);
@@ -59,19 +62,92 @@ bool LimpetProc::wait_for_line(const std::string& text, std::chrono::millisecond
 
 LimpetPair::LimpetPair(const TestDaemon& server_side, const TestDaemon& client_side,
                        const std::string& address, std::uint32_t server_id, std::uint32_t client_id,
-                       std::vector<std::string> extra) {
+                       std::vector<std::string> extra, std::vector<std::string> server_only,
+                       std::vector<std::string> client_only, bool merge_stderr) {
   std::vector<std::string> sargs = {"-s", "-id", std::to_string(server_id), "-d", server_side.dir(),
                                     address};
   sargs.insert(sargs.end(), extra.begin(), extra.end());
-  server = std::make_unique<LimpetProc>(sargs);
+  sargs.insert(sargs.end(), server_only.begin(), server_only.end());
+  server = std::make_unique<LimpetProc>(sargs, false, std::vector<std::string>{}, merge_stderr);
   client_address = address;
   if (server->port() != 0) client_address = "127.0.0.1:" + std::to_string(server->port());
   std::vector<std::string> cargs = {"-c", "-id", std::to_string(client_id), "-d", client_side.dir(),
                                     client_address};
   cargs.insert(cargs.end(), extra.begin(), extra.end());
-  client = std::make_unique<LimpetProc>(cargs);
+  cargs.insert(cargs.end(), client_only.begin(), client_only.end());
+  client = std::make_unique<LimpetProc>(cargs, false, std::vector<std::string>{}, merge_stderr);
   EXPECT_TRUE(server->wait_for_line("linked with")) << server->seen() << server->err();
   EXPECT_TRUE(client->wait_for_line("linked with")) << client->seen() << client->err();
+}
+
+// ---- certificates ----
+
+namespace {
+
+// Made with the openssl command line only (as docs/limpets.md shows).
+const char* const kMakeCerts = R"SH(
+set -e
+cd "$1"
+q() { out=$("$@" 2>&1) || { echo "failed: $*: $out" >&2; exit 1; }; }
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+q openssl req -x509 $ec -keyout ca.key -out ca.pem -days 3 -subj "/CN=kbus test CA"
+q openssl req -x509 $ec -keyout other-ca.key -out other-ca.pem -days 3 -subj "/CN=another CA"
+for c in ca other-ca; do
+  mkdir -p $c.db; : > $c.db/index.txt; echo 01 > $c.db/serial
+  printf '[ ca ]
+default_ca = d
+[ d ]
+database = %s
+new_certs_dir = %s
+serial = %s
+certificate = %s
+private_key = %s
+default_md = sha256
+policy = p
+unique_subject = no
+[ p ]
+commonName = supplied
+'     "$PWD/$c.db/index.txt" "$PWD/$c.db" "$PWD/$c.db/serial" "$PWD/$c.pem" "$PWD/$c.key" > $c.cnf
+done
+leaf() {  # file CN ca [startdate enddate]
+  q openssl req $ec -keyout $1.key -out $1.csr -subj "/CN=$2"
+  printf '[ x ]
+subjectAltName = DNS:%s
+extendedKeyUsage = serverAuth, clientAuth
+basicConstraints = CA:FALSE
+' "$2" > $1.ext
+  if [ -n "$4" ]; then dates="-startdate $4 -enddate $5"; else dates="-days 2"; fi
+  q openssl ca -batch -config $3.cnf $dates -extfile $1.ext -extensions x -in $1.csr -out $1.pem
+}
+leaf alpha alpha ca
+leaf beta beta ca
+leaf gamma gamma ca
+leaf rogue beta other-ca
+leaf expired beta ca 20200101000000Z 20200201000000Z
+)SH";
+
+}  // namespace
+
+TestCerts::TestCerts() {
+  char tmpl[] = "/tmp/kbus-limpet-certs-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  auto r = run_process({"/bin/sh", "-c", kMakeCerts, "sh", dir_}, {}, {}, std::chrono::seconds(60));
+  if (r.exit_code != 0) throw std::runtime_error("making test certificates failed: " + r.err);
+}
+
+TestCerts::~TestCerts() { run_process({"/bin/rm", "-rf", dir_}); }
+
+std::vector<std::string> TestCerts::args(const std::string& name, const std::string& ca) const {
+  return {"--tls-cert", pem(name), "--tls-key", key(name), "--tls-ca", pem(ca)};
+}
+
+std::string TestCerts::fingerprint(const std::string& name) const {
+  auto r = run_process({"/usr/bin/openssl", "x509", "-in", pem(name), "-noout", "-fingerprint", "-sha256"});
+  const auto eq = r.out.find('=');
+  std::string fp = eq == std::string::npos ? r.out : r.out.substr(eq + 1);
+  while (!fp.empty() && (fp.back() == '\n' || fp.back() == '\r')) fp.pop_back();
+  return fp;
 }
 
 // ---- the relay ----
@@ -104,6 +180,23 @@ int connect_loopback(std::uint16_t port) {
     return -1;
   }
   return fd;
+}
+
+// Closes without a FIN or RST: in repair mode the kernel drops the socket
+// silently (as a host that restarted has forgotten it).
+bool silent_close(int fd) {
+  // First let the other end acknowledge all we sent (its delayed ACK would
+  // otherwise meet no socket and draw a reset), at most 2 s.
+  for (int i = 0; i < 200; ++i) {
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_unacked == 0) break;
+    ::poll(nullptr, 0, 10);
+  }
+  int on = 1;
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on) != 0) return false;
+  ::close(fd);
+  return true;
 }
 
 void reset_close(int fd) {
@@ -151,6 +244,17 @@ int relay_main(Channel& ch, std::uint16_t target) {
           conns.clear();
           refusing = true;
           ch.say("cut");
+        } else if (cmd == "vanish") {
+          bool ok = true;
+          for (auto& c : conns) {
+            if (!silent_close(c.second)) {
+              ok = false;
+              ::close(c.second);
+            }
+            reset_close(c.first);
+          }
+          conns.clear();
+          ch.say(ok ? "vanished" : "norepair");
         } else if (cmd == "heal") {
           refusing = false;
           ch.say("healed");
@@ -212,6 +316,11 @@ TcpRelay::TcpRelay(std::uint16_t target_port) {
 void TcpRelay::cut() {
   actor_->tell("cut");
   EXPECT_EQ(actor_->hear(), "cut");
+}
+
+bool TcpRelay::vanish() {
+  actor_->tell("vanish");
+  return actor_->hear() == "vanished";
 }
 
 void TcpRelay::heal() {

@@ -37,8 +37,10 @@ class LimpetProc {
   // `kbus limpet ...`.
   // `prefix`, if given, is the command to run instead (e.g. `ip netns exec
   // NS kbus-limpet`).
+  // With `merge_stderr` its stderr (errors, refusals, warnings) comes on
+  // the same stream, in order, so wait_for_line() sees those lines too.
   explicit LimpetProc(std::vector<std::string> args, bool via_cli = false,
-                      std::vector<std::string> prefix = {});
+                      std::vector<std::string> prefix = {}, bool merge_stderr = false);
   // The banner line (read at start); the TCP port it names (0 if none).
   const std::string& banner() const { return banner_; }
   std::uint16_t port() const { return port_; }
@@ -62,12 +64,39 @@ class LimpetProc {
 // Server + client limpets between bus 0 of two daemons. `address` is
 // "127.0.0.1:0" (TCP, port chosen by the server) or a socket path.
 struct LimpetPair {
+  // `extra` goes to both; `server_only` / `client_only` to one (e.g. the
+  // TLS options, TestCerts::args). With `merge_stderr` both merge stderr.
   LimpetPair(const TestDaemon& server_side, const TestDaemon& client_side, const std::string& address,
              std::uint32_t server_id = 2, std::uint32_t client_id = 1,
-             std::vector<std::string> extra = {});
+             std::vector<std::string> extra = {}, std::vector<std::string> server_only = {},
+             std::vector<std::string> client_only = {}, bool merge_stderr = false);
   std::unique_ptr<LimpetProc> server;
   std::unique_ptr<LimpetProc> client;
   std::string client_address;
+};
+
+// Certificates for TLS tests, made with the openssl command in a temporary
+// directory (removed at the end): a CA ("ca") and leaf certificates signed
+// by it - "alpha", "beta", "gamma" (CN and DNS subjectAltName = the name,
+// valid for two days), "expired" (CN beta, valid only in January 2020, made
+// with `openssl ca -startdate/-enddate`) - and "rogue" (CN beta) signed by
+// another CA ("other-ca"). All EC P-256, usable for client and server.
+class TestCerts {
+ public:
+  TestCerts();
+  ~TestCerts();
+  TestCerts(const TestCerts&) = delete;
+  TestCerts& operator=(const TestCerts&) = delete;
+  std::string pem(const std::string& name) const { return dir_ + "/" + name + ".pem"; }
+  std::string key(const std::string& name) const { return dir_ + "/" + name + ".key"; }
+  // --tls-cert NAME.pem --tls-key NAME.key --tls-ca CA.pem
+  std::vector<std::string> args(const std::string& name, const std::string& ca = "ca") const;
+  // "AB:CD:..." as `openssl x509 -fingerprint -sha256` prints it.
+  std::string fingerprint(const std::string& name) const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
 };
 
 // A TCP relay in a child process, between a limpet client and a server:
@@ -78,6 +107,12 @@ class TcpRelay {
   explicit TcpRelay(std::uint16_t target_port);
   std::uint16_t port() const { return port_; }
   void cut();   // returns when the connections are gone
+  // Like a peer host that restarted: resets the connections on the
+  // client's side and forgets those on the server's side without a FIN or
+  // RST (TCP_REPAIR, needs CAP_NET_ADMIN), so the server still believes in
+  // its link until it sends something and gets a reset. New connections
+  // are relayed. False if TCP_REPAIR is not allowed here.
+  bool vanish();
   void heal();  // new connections are relayed again
   // Connections accepted so far.
   int accepted();
