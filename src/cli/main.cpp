@@ -490,6 +490,52 @@ void add_common(CLI::App* sub, Common& c) {
   sub->add_option("-d,--dir", c.dir, "socket directory (default $KBUS_DIR, then the standard one)");
 }
 
+// `kbus help [COMMAND]`.
+int cmd_help(CLI::App& app, CLI::App* help, const std::optional<std::string>& help_topic) {
+  if (!help_topic) {
+    // (app.help() would show the help of the command parsed: `help`.)
+    std::fputs(app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal).c_str(), stdout);
+    return kExitOk;
+  }
+  CLI::App* topic = nullptr;
+  try {
+    topic = app.get_subcommand(*help_topic);
+  } catch (const CLI::OptionNotFound&) {
+  }
+  if (!topic || topic == help) {
+    std::fprintf(stderr, "kbus help: no command '%s'; the commands are listed by `kbus help`\n",
+                 help_topic->c_str());
+    return kExitUsage;
+  }
+  if (topic->get_name() == "limpet") {
+    return limpet::main_with_args("kbus limpet", {"--help"});
+  }
+  std::fputs(topic->help(app.get_name()).c_str(), stdout);
+  return kExitOk;
+}
+
+// The commands whose arguments go, unparsed, to someone else.
+struct Passthrough {
+  CLI::App* limpet;
+  CLI::App* run;
+};
+Passthrough add_passthrough(CLI::App& app, std::string& run_dir) {
+  // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
+  // parsed by the limpet itself: everything after `limpet` goes to it.
+  auto* limpet = app.add_subcommand(
+      "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
+  limpet->prefix_command();
+  limpet->set_help_flag();
+
+  // `kbus run`: everything from PROGRAM on goes to the program.
+  auto* run_cmd = app.add_subcommand(
+      "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
+  run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
+  run_cmd->prefix_command();
+  run_cmd->footer("Usage: kbus run [-d DIR] PROGRAM [ARGS...]  (PROGRAM is looked up in $PATH)");
+  return {limpet, run_cmd};
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"kbus: send, listen, request and reply on a KBUS bus served by kbusd", "kbus"};
   app.set_version_flag("--version", std::string("kbus ") + KBUS_VERSION);
@@ -572,20 +618,10 @@ int run(int argc, char** argv) {
   errno_cmd->add_flag("--list,-l", list, "list every errno");
   errno_cmd->add_option("ERRNO", errno_arg, "a number such as 32 or a name such as EPIPE");
 
-  // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
-  // parsed by the limpet itself: everything after `limpet` goes to it.
-  auto* limpet = app.add_subcommand(
-      "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
-  limpet->prefix_command();
-  limpet->set_help_flag();
-
-  // `kbus run`: everything from PROGRAM on goes to the program.
   std::string run_dir;
-  auto* run_cmd = app.add_subcommand(
-      "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
-  run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
-  run_cmd->prefix_command();
-  run_cmd->footer("Usage: kbus run [-d DIR] PROGRAM [ARGS...]  (PROGRAM is looked up in $PATH)");
+  const Passthrough pass = add_passthrough(app, run_dir);
+  CLI::App* limpet = pass.limpet;
+  CLI::App* run_cmd = pass.run;
 
   try {
     app.parse(argc, argv);
@@ -596,28 +632,7 @@ int run(int argc, char** argv) {
   for (auto* sub : app.get_subcommands()) {
     if (sub->get_option_no_throw("--bus") && sub->count("--bus") > 0) common.bus_given = true;
   }
-  if (help->parsed()) {
-    if (!help_topic) {
-      // (app.help() would show the help of the command parsed: `help`.)
-      std::fputs(app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal).c_str(), stdout);
-      return kExitOk;
-    }
-    CLI::App* topic = nullptr;
-    try {
-      topic = app.get_subcommand(*help_topic);
-    } catch (const CLI::OptionNotFound&) {
-    }
-    if (!topic || topic == help) {
-      std::fprintf(stderr, "kbus help: no command '%s'; the commands are listed by `kbus help`\n",
-                   help_topic->c_str());
-      return kExitUsage;
-    }
-    if (topic->get_name() == "limpet") {
-      return limpet::main_with_args("kbus limpet", {"--help"});
-    }
-    std::fputs(topic->help(app.get_name()).c_str(), stdout);
-    return kExitOk;
-  }
+  if (help->parsed()) return cmd_help(app, help, help_topic);
   if (reply->parsed() && !exec && !data) {
     std::fprintf(stderr, "kbus reply: give DATA or --exec CMD\n");
     return kExitUsage;
