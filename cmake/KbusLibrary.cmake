@@ -8,7 +8,8 @@
 # export list cmake/libkbus.map. tests/capi/check_exports.cmake checks it.
 #
 # `cmake --install` installs: kbusd, kbus; the headers; both libraries; the
-# pkg-config file kbus.pc; the CMake package kbus (find_package(kbus) ->
+# pkg-config files kbus.pc and kbus++.pc (C++: adds -std=c++20); the CMake
+# package kbus (find_package(kbus) ->
 # kbus::kbus, kbus::kbus_static); the Python package kbus; the man pages
 # kbusd(8), kbus(1); and the systemd unit kbusd.service. Both packages are
 # relocatable, so `cmake --install --prefix P` may choose another prefix
@@ -142,6 +143,9 @@ kbus_relative_to_prefix(KBUS_PC_LIBDIR ${CMAKE_INSTALL_LIBDIR})
 kbus_relative_to_prefix(KBUS_PC_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR})
 configure_file(${PROJECT_SOURCE_DIR}/cmake/kbus.pc.in ${PROJECT_BINARY_DIR}/kbus.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/kbus.pc DESTINATION ${KBUS_PKGCONFIG_DIR})
+# kbus++.pc: kbus.pc plus -std=c++20 for the C++ headers.
+configure_file(${PROJECT_SOURCE_DIR}/cmake/kbus++.pc.in ${PROJECT_BINARY_DIR}/kbus++.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/kbus++.pc DESTINATION ${KBUS_PKGCONFIG_DIR})
 
 install(FILES ${PROJECT_SOURCE_DIR}/docs/man/kbusd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES ${PROJECT_SOURCE_DIR}/docs/man/kbus.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

@@ -4,10 +4,13 @@
 #   scripts/sanitize.sh asan   AddressSanitizer + UndefinedBehaviorSanitizer:
 #                              every C++ test (ctest) and the Python tests
 #                              against the sanitized kbusd, in build-asan
-#   scripts/sanitize.sh tsan   ThreadSanitizer where threads exist: the only
-#                              multi-threaded processes are the integration
-#                              tests that drive Ksocks from several threads
-#                              (kbusd and the client library have no threads)
+#   scripts/sanitize.sh tsan   ThreadSanitizer where threads exist: the
+#                              integration tests that drive Ksocks from
+#                              several threads (one Ksock shared by threads:
+#                              threads_test.cpp), and the C program that does
+#                              so through the C API (capi_threads.c, run by
+#                              CApiTest.ThreadsShareOneKsock). kbusd has no
+#                              threads; the client libraries start none.
 #
 # Warnings are not errors here: the normal build (scripts/test.sh) enforces
 # them, and GCC 12 warns falsely (-Wmaybe-uninitialized in <regex>) when
@@ -44,13 +47,18 @@ case "$kind" in
     cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Sanitize -DKBUS_WERROR=OFF -DKBUS_BUILD_BENCH=OFF \
       -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread \
       -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >/dev/null
-    cmake --build "$build" -j2 --target integration_tests kbusd kbus_cli
+    cmake --build "$build" -j2 --target integration_tests kbusd kbus_cli capi_tests
     # The tests whose processes run threads (grep std::thread in tests/).
     files=$(grep -l "std::thread" tests/integration/*.cpp || true)
     suites=$(sed -n 's/^TEST_F(\([A-Za-z0-9_]*\),.*/\1/p; s/^TEST(\([A-Za-z0-9_]*\),.*/\1/p' $files | sort -u | paste -sd: -)
     echo "== TSan: ${suites//:/, }"
     filter=$(echo "$suites" | sed 's/\([^:]*\)/\1.*/g')
     "$build/integration_tests" --gtest_filter="$filter" --gtest_brief=1 || status=1
+    # The C programs that run threads (capi_threads.c, capi_functions.c),
+    # each run by one CApiTest: a TSan report makes the program fail.
+    echo "== TSan: C API programs with threads: CApiTest.ThreadsShareOneKsock, CApiTest.EveryFunctionOfTheApi"
+    "$build/tests/capi/capi_tests" --gtest_filter='CApiTest.ThreadsShareOneKsock:CApiTest.EveryFunctionOfTheApi' \
+      --gtest_brief=1 || status=1
     ;;
   *)
     echo "usage: scripts/sanitize.sh asan|tsan" >&2

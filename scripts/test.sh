@@ -4,10 +4,12 @@
 # printed), the Python tests (pytest); then the whole suite again under
 # AddressSanitizer + UndefinedBehaviorSanitizer, the threaded tests under
 # ThreadSanitizer (scripts/sanitize.sh), and a short fuzzing run
-# (scripts/fuzz.sh). Exits non-zero on any failure.
+# (scripts/fuzz.sh). It also builds the Debian packages and tries them
+# unpacked (scripts/build-debs.sh, scripts/deb-smoke.sh). Exits non-zero on
+# any failure.
 #
 # KBUS_SANITIZE=0 skips the sanitizer runs, KBUS_FUZZ_SECONDS=0 the fuzzing
-# (default 30 s per target).
+# (default 30 s per target), KBUS_DEBS=0 the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BUILD_DIR=${BUILD_DIR:-build}
@@ -23,6 +25,11 @@ if [ -d python/tests ]; then
   echo "== Python tests (pytest)"
   KBUSD="$PWD/$BUILD_DIR/kbusd" PYTHONPATH="$PWD/python" \
     /usr/bin/python3 -m pytest -q python/tests || status=1
+fi
+
+if [ "${KBUS_DEBS:-1}" != 0 ]; then
+  echo "== Debian packages (scripts/build-debs.sh, lintian, scripts/deb-smoke.sh)"
+  { bash scripts/build-debs.sh && bash scripts/deb-smoke.sh; } || status=1
 fi
 
 if [ "${KBUS_SANITIZE:-1}" != 0 ]; then

@@ -16,8 +16,22 @@
 // Errc::ebadf on a closed (default-constructed or moved-from) Ksock.
 //
 // A Ksock is a resource: move-only, closed by its destructor (which is the
-// original CLOSE, §7.2). It is not thread-safe: use one Ksock per thread, or
-// lock around it.
+// original CLOSE, §7.2).
+//
+// Threads: as an open /dev/kbusN could be, one Ksock may be used by several
+// threads at once (docs/decisions.md D22). Each call gets its own reply: one
+// thread may be blocked in wait_for_msg() (or wait_for_msgs(),
+// send_and_wait(), wait()) while others send, bind, read or ask on the same
+// Ksock; a waiter whose wait another thread's call answered early waits on
+// until its own timeout. Every message is read by exactly one of the
+// threads. While one thread's request() waits for its answer, the others'
+// calls wait until it is answered (or its timeout passes): so its answer
+// cannot come from another thread of the same Ksock. close() may be called
+// from any thread: calls blocked meanwhile end with Errc::ebadf. Moving,
+// assigning or destroying a Ksock while another thread uses it is not
+// allowed. A message written in several calls (write_data, write_msg, then
+// send) is one sequence of the Ksock, as with the original: threads that
+// interleave such sequences mix their bytes.
 #pragma once
 
 #include <chrono>
@@ -65,6 +79,11 @@ enum class Form {
 // The directory holding the bus sockets (docs/protocol.md §1): $KBUS_DIR,
 // else /run/kbus for root, else $XDG_RUNTIME_DIR/kbus, else /tmp/kbus-<uid>.
 KBUS_EXPORT std::string default_bus_dir();
+// The directory in which Ksock::open looks for bus `bus`: default_bus_dir(),
+// except that a user other than root whose directory has no socket for
+// that bus falls back to the system bus directory /run/kbus if it has one
+// (kbusd.service serves there).
+KBUS_EXPORT std::string default_bus_dir(int bus);
 
 class KBUS_EXPORT Ksock {
  public:
@@ -78,7 +97,7 @@ class KBUS_EXPORT Ksock {
   Ksock& operator=(const Ksock&) = delete;
   ~Ksock();
 
-  // OPEN (§4.1): connects to `dir`/kbus<bus> (default_bus_dir() if `dir` is
+  // OPEN (§4.1): connects to `dir`/kbus<bus> (default_bus_dir(bus) if `dir` is
   // empty) and says HELLO. ENOENT if the bus does not exist (including a
   // negative number, or a socket file with no daemon behind it).
   static Ksock open(int bus, Mode mode = Mode::read_write, const std::string& dir = {});
@@ -88,7 +107,8 @@ class KBUS_EXPORT Ksock {
   // CLOSE (§7.2). Never fails; closing a closed Ksock does nothing. Like the
   // original's close(), it returns once the daemon has carried out the
   // release sequence (statuses sent, bindings gone), so its effects are
-  // visible to every other Ksock; it waits at most 5 s for that.
+  // visible to every other Ksock; it waits at most 5 s for that. Other
+  // threads' calls on the Ksock, blocked or not, end with Errc::ebadf.
   void close() noexcept;
   // Lets go of the Ksock without CLOSE: closes this process's descriptors of
   // the connection but does not shut it down, so a process that shares them
@@ -115,6 +135,11 @@ class KBUS_EXPORT Ksock {
   // Returns the ready bits that hold (0 on timeout).
   unsigned wait(unsigned what, std::optional<Timeout> timeout = std::nullopt);
   Result<unsigned> try_wait(unsigned what, std::optional<Timeout> timeout = std::nullopt) noexcept;
+  // As try_wait, but a signal caught meanwhile ends the wait with EINTR
+  // (try_wait waits on). For the C API (src/capi), whose waits are
+  // interrupted by signals as the original's poll() was.
+  Result<unsigned> try_wait_interruptible(unsigned what,
+                                          std::optional<Timeout> timeout = std::nullopt) noexcept;
 
   // ---- the original operations (§4.5, §4.6) ----
 

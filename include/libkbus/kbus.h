@@ -32,7 +32,11 @@
  *   - The batch calls at the end of this file are kbus extensions, not in
  *     the original libkbus (KBUS_HAVE_BATCH_CALLS tells they are there).
  *   - The functions may be called from several threads; calls on one
- *     kbus_ksock_t are carried out one at a time.
+ *     kbus_ksock_t are carried out one at a time, except that a thread
+ *     blocked in kbus_wait_for_message() or kbus_ksock_wait_for_msgs()
+ *     never holds the Ksock: other threads' calls on it go on meanwhile,
+ *     and kbus_ksock_close() from another thread ends the wait with
+ *     -EBADF.
  */
 #ifndef _LIBKBUS_KBUS_H
 #define _LIBKBUS_KBUS_H

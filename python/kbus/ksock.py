@@ -16,7 +16,9 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
+from collections import deque
 
 from kbus.messages import (Message, MessageId, MSG_HEADER_LEN,  # noqa: F401
                            _message_from_entire, _ZEROS, _END_GUARD_BYTES,
@@ -127,19 +129,39 @@ def _error(status):
     return OSError(e, os.strerror(e))
 
 
-def kbus_dir():
+# Where kbusd.service serves the system's buses.
+SYSTEM_KBUS_DIR = '/run/kbus'
+
+
+def kbus_dir(which=None):
     """The directory holding the bus sockets (docs/protocol.md section 1):
     $KBUS_DIR, else /run/kbus for root, else $XDG_RUNTIME_DIR/kbus, else
-    /tmp/kbus-<uid>."""
+    /tmp/kbus-<effective uid>: the rule of src/util/dirs.hpp, which kbusd
+    and the C/C++ clients use (docs/decisions.md D23). Given a bus number ``which``, a user other than root
+    whose directory has no socket for that bus falls back to the system
+    bus directory (/run/kbus) if that has one."""
     d = os.environ.get('KBUS_DIR')
     if d:
         return d
     if os.geteuid() == 0:
-        return '/run/kbus'
+        return SYSTEM_KBUS_DIR
     x = os.environ.get('XDG_RUNTIME_DIR')
     if x:
-        return os.path.join(x, 'kbus')
-    return '/tmp/kbus-%d' % os.getuid()
+        user = os.path.join(x, 'kbus')
+    else:
+        user = '/tmp/kbus-%d' % os.geteuid()
+    if which is not None and which >= 0:
+        import stat
+        name = 'kbus%d' % which
+
+        def is_socket(directory):
+            try:
+                return stat.S_ISSOCK(os.stat(os.path.join(directory, name)).st_mode)
+            except OSError:
+                return False
+        if not is_socket(user) and is_socket(SYSTEM_KBUS_DIR):
+            return SYSTEM_KBUS_DIR
+    return user
 
 
 # ioctl numbers of the original, for reference (Ksock.IOC_*).
@@ -169,6 +191,11 @@ def _split_messages(data, count):
     return out
 
 
+def _decode_one(status, payload):
+    """The message of a WAITREAD reply, as a list."""
+    return [_message_from_entire(payload)]
+
+
 def _IOC(d, t, nr, size):
     return ((d << _IOC_DIRSHIFT) | (ord(t) << _IOC_TYPESHIFT) |
             (nr << _IOC_NRSHIFT) | (size << _IOC_SIZESHIFT))
@@ -196,13 +223,37 @@ class _ClosedSocket(object):
     def _closed(self, *args, **kwargs):
         raise OSError(errno.EBADF, 'Ksock is closed')
 
-    sendall = recv_into = recvmsg = _closed
+    sendall = recv_into = recvmsg = recvmsg_into = shutdown = _closed
 
     def close(self):
         pass
 
 
 _CLOSED = _ClosedSocket()
+
+# How a frame may be sent (Ksock._send; docs/decisions.md D22).
+_PLAIN = 0    # any frame that kbusd answers at once
+_WAIT = 1     # WAITREAD, READBATCH with wait: sent while no held frame is
+              # outstanding, sent again after an early answer
+_REQUEST = 2  # REQUEST: other threads' frames wait until it is answered
+_FDSIZE = struct.calcsize('i')
+_ANCSIZE = socket.CMSG_SPACE(4 * _FDSIZE)
+
+
+class _Slot(object):
+    """A call waiting for its reply frame."""
+    __slots__ = ('status', 'payload', 'done', 'error', 'gate')
+
+    def __init__(self):
+        self.status = 0
+        self.payload = b''
+        self.done = False
+        self.error = None     # (errno, text) if the connection failed
+        self.gate = False
+
+    def check(self):
+        if self.error is not None:
+            raise OSError(*self.error)
 
 
 class Ksock(object):
@@ -216,7 +267,18 @@ class Ksock(object):
     socket), ``mode`` (``'read'`` or ``'read/write'``; None once closed) and
     ``fd`` (the connection to kbusd; None once closed).
 
-    A Ksock is not thread-safe: use each one from one thread at a time.
+    Threads (docs/decisions.md D22): as an open ``/dev/kbusN`` could be, a
+    Ksock may be used by several threads at once. Each call gets its own
+    reply: one thread may be blocked in ``wait_for_msg()`` while others send,
+    bind or read on the same Ksock, and a wait that another thread's call
+    answered early waits on until its own timeout; every message is read by
+    exactly one thread. While one thread's ``request()`` waits for its
+    answer, the other threads' calls wait until it is answered (or its
+    timeout passes). ``close()`` may be called from any thread: calls
+    blocked meanwhile raise OSError(EBADF). A message written in several
+    calls (``write_data``/``write_msg``, then ``send``) is one sequence of
+    the Ksock, as with the original: threads that interleave such sequences
+    mix their bytes.
     """
 
     IOC_MAGIC = 'k'
@@ -251,17 +313,25 @@ class Ksock(object):
             raise ValueError("Ksock mode should be 'r' or 'rw', not '%s'"
                              % (mode,))
         self.which = which
-        self.name = os.path.join(kbus_dir(), 'kbus%d' % which)
+        self.name = os.path.join(kbus_dir(which), 'kbus%d' % which)
         self.mode = None
         self.fd = None
         self._sock = _CLOSED
         self._pollfd = -1
         self._id = 0
         self._bus = which
-        self._rbuf = bytearray(self._BUFSIZE)
+        self._rbuf = bytearray(self._BUFSIZE)   # the reader's
         self._rview = memoryview(self._rbuf)
         self._rpos = 0
         self._rend = 0
+        self._send_lock = threading.Lock()  # frames go out whole, in order
+        self._mu = threading.Lock()         # the state below
+        self._cv = threading.Condition(self._mu)
+        self._fifo = deque()                # slots of pending replies
+        self._held = None   # last frame sent, if kbusd may hold it unanswered
+        self._reading = False
+        self._waiting = 0
+        self._broken = None                 # (errno, text)
         self._pointy = None          # name + data of a written pointy header
         self._stash = []             # messages popped by a cancelled wait
         self._maybe_pending = False  # a SEND returned EAGAIN
@@ -330,12 +400,91 @@ class Ksock(object):
             raise
         return status, bytes(buf[8:]), fds
 
-    # -- the connection
+    # -- the connection, shared by the threads that use the Ksock: a send
+    # lock sends each frame whole and queues its slot in the same order; one
+    # waiting thread at a time reads and hands each reply to the oldest slot
+    # (a copy); the others wait on the condition (docs/decisions.md D22).
 
-    def _fill(self, pos, end, need):
-        """Receives until the buffer holds ``need`` bytes from ``pos``."""
+    def _fail_locked(self, err, text):
+        if self._broken is None:
+            self._broken = (err, text)
+        for slot in self._fifo:
+            slot.error = self._broken
+            slot.done = True
+        self._fifo.clear()
+        self._held = None
+        self._cv.notify_all()
+
+    def _fail(self, exc):
+        with self._mu:
+            self._fail_locked(exc.errno or errno.EPROTO, exc.strerror or str(exc))
+
+    def _send(self, slot, frame, kind, deadline=None):
+        """Queues ``slot`` and sends ``frame``. A _WAIT frame is sent only
+        while no held frame is outstanding (else waits for it, at most until
+        ``deadline``: False then, nothing sent); every frame waits while
+        another thread's REQUEST is held."""
+        send_lock = self._send_lock
+        mu = self._mu
+        send_lock.acquire()
+        try:
+            mu.acquire()
+            try:
+                while True:
+                    if self._broken is not None:
+                        raise OSError(*self._broken)
+                    held = self._held
+                    if held is None or (not held.gate and kind != _WAIT):
+                        break
+                    # Wait for it without the send lock (its owner may
+                    # need it to cancel it).
+                    send_lock.release()
+                    self._waiting += 1
+                    try:
+                        if deadline is None:
+                            self._cv.wait()
+                        else:
+                            self._cv.wait(max(0.0, deadline - time.monotonic()))
+                    finally:
+                        self._waiting -= 1
+                        mu.release()
+                        send_lock.acquire()
+                        mu.acquire()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return False
+                self._fifo.append(slot)
+                if kind == _PLAIN:
+                    self._held = None       # any frame answers a held one
+                    if self._waiting:
+                        self._cv.notify_all()   # waiters may send again
+                else:
+                    self._held = slot
+                    slot.gate = kind == _REQUEST
+            finally:
+                mu.release()
+            try:
+                self._sock.sendall(frame)
+            except OSError as e:
+                self._fail(e)
+                raise
+        finally:
+            send_lock.release()
+        return True
+
+    def _fill(self, deadline):
+        """Receives into the buffer (reader only): False if ``deadline``
+        passed first. Uses recvmsg, so the POLLFD reply's descriptor is
+        kept whichever thread reads it."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if not self._connpoll.poll(max(0, int(math.ceil(left * 1000)))):
+                return False
+        pos, end = self._rpos, self._rend
         buf = self._rbuf
-        if len(buf) - pos < need:
+        need = 8
+        if end - pos >= 8:
+            need = max(8, 4 + _U32.unpack_from(buf, pos)[0])
+        if len(buf) - pos < need or len(buf) - end < 4096:
             have = end - pos
             if need > len(buf):
                 new = bytearray(max(need, 2 * len(buf)))
@@ -345,63 +494,187 @@ class Ksock(object):
             else:
                 buf[:have] = buf[pos:end]
             pos, end = 0, have
-        view = self._rview
-        recv_into = self._sock.recv_into
-        try:
-            while end - pos < need:
-                n = recv_into(view[end:])
-                if not n:
-                    pos = end = 0
-                    raise OSError(errno.ECONNRESET,
-                                  'kbusd closed the connection')
-                end += n
-        finally:
-            # keep what arrived if we are interrupted
-            self._rpos = pos
-            self._rend = end
-        return pos, end
+            self._rpos, self._rend = pos, end
+        n, ancdata, _flags, _addr = self._sock.recvmsg_into(
+            [self._rview[end:]], _ANCSIZE, socket.MSG_CMSG_CLOEXEC)
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(cdata) - len(cdata) % _FDSIZE
+                for fd in struct.unpack('%di' % (usable // _FDSIZE), cdata[:usable]):
+                    if self._pollfd < 0:
+                        self._pollfd = fd
+                    else:
+                        os.close(fd)    # only one is kept
+        if not n:
+            raise OSError(errno.ECONNRESET, 'kbusd closed the connection')
+        self._rend = end + n
+        return True
 
-    def _reply(self):
-        """Reads one reply frame: (status, payload offset in self._rbuf,
-        payload length). The payload stays valid until the next read."""
-        pos = self._rpos
-        end = self._rend
-        if end - pos < 8:
-            pos, end = self._fill(pos, end, 8)
-        length, status = _REP.unpack_from(self._rbuf, pos)
-        total = 4 + length
-        if end - pos < total:
+    def _deliver_locked(self):
+        """Hands the whole reply frames in the buffer to the slots."""
+        buf = self._rbuf
+        pos, end = self._rpos, self._rend
+        fifo = self._fifo
+        while end - pos >= 8:
+            if self._broken is not None:
+                pos = end
+                break
+            length, status = _REP.unpack_from(buf, pos)
             if length < 4:
-                raise OSError(errno.EPROTO, 'bad reply length %d' % length)
-            pos, end = self._fill(pos, end, total)
-        off = pos + 8
-        pos += total
+                self._fail_locked(errno.EPROTO, 'bad reply length %d' % length)
+                continue
+            if end - pos < 4 + length:
+                break
+            if not fifo:
+                self._fail_locked(errno.EPROTO, 'a reply nobody asked for')
+                continue
+            slot = fifo.popleft()
+            slot.status = status
+            slot.payload = bytes(self._rview[pos + 8:pos + 4 + length])
+            slot.done = True
+            if self._held is slot:
+                self._held = None
+            pos += 4 + length
         if pos == end:
-            self._rpos = self._rend = 0
-        else:
-            self._rpos = pos
-            self._rend = end
-        return status, off, total - 8
+            pos = end = 0
+        self._rpos, self._rend = pos, end
+
+    def _await(self, slot, deadline=None):
+        """Waits until ``slot`` has its reply, reading replies if no other
+        thread is: False if ``deadline`` passed first."""
+        mu = self._mu
+        with mu:
+            while not slot.done:
+                if not self._reading:
+                    self._reading = True
+                    mu.release()
+                    got = False
+                    try:
+                        got = self._fill(deadline)
+                    except OSError as e:
+                        mu.acquire()
+                        self._reading = False
+                        self._fail_locked(e.errno or errno.EPROTO,
+                                          e.strerror or str(e))
+                        continue
+                    except BaseException:
+                        mu.acquire()
+                        self._reading = False
+                        self._cv.notify_all()   # another may read now
+                        raise
+                    mu.acquire()
+                    self._reading = False
+                    self._deliver_locked()
+                    if self._waiting:
+                        self._cv.notify_all()
+                    if (not got and not slot.done and deadline is not None
+                            and time.monotonic() >= deadline):
+                        return False
+                    continue
+                self._waiting += 1
+                try:
+                    if deadline is None:
+                        self._cv.wait()
+                    else:
+                        self._cv.wait(max(0.0, deadline - time.monotonic()))
+                finally:
+                    self._waiting -= 1
+                if (not slot.done and deadline is not None
+                        and time.monotonic() >= deadline):
+                    return False
+        return True
+
+    def _call(self, frame):
+        """Sends a request frame; returns (status, payload bytes)."""
+        slot = _Slot()
+        self._send(slot, frame, _PLAIN)
+        self._await(slot)
+        if slot.error is not None:
+            raise OSError(*slot.error)
+        return slot.status, slot.payload
 
     def _op(self, frame):
-        """Sends a request frame; returns (status, payload offset, length).
-        Raises OSError for a negative status."""
-        self._sock.sendall(frame)
-        status, off, n = self._reply()
-        if status < 0:
-            raise _error(status)
-        return status, off, n
+        """Sends a request frame; returns (status, payload). Raises OSError
+        for a negative status."""
+        slot = _Slot()
+        self._send(slot, frame, _PLAIN)
+        self._await(slot)
+        if slot.error is not None:
+            raise OSError(*slot.error)
+        if slot.status < 0:
+            raise _error(slot.status)
+        return slot.status, slot.payload
 
     def _op_u32(self, frame):
         """Sends a request frame; returns the u32 of the reply payload."""
-        self._sock.sendall(frame)
-        status, off, n = self._reply()
-        if status < 0:
-            raise _error(status)
-        return _U32.unpack_from(self._rbuf, off)[0]
+        status, payload = self._op(frame)
+        if len(payload) != 4:
+            raise OSError(errno.EPROTO, 'reply of the wrong size')
+        return _U32.unpack_from(payload)[0]
 
-    def _bytes(self, off, n):
-        return bytes(self._rview[off:off + n])
+    def _cancel(self, slot):
+        """``slot``'s held frame timed out (or was interrupted): if kbusd may
+        still hold it, sends RESET, which answers it at once (docs/protocol.md
+        4.4); then waits for its reply."""
+        reset = None
+        with self._send_lock:
+            with self._mu:
+                if not slot.done and self._held is slot:
+                    reset = _Slot()
+                    self._fifo.append(reset)
+                    self._held = None
+                    if self._waiting:
+                        self._cv.notify_all()
+            if reset is not None:
+                try:
+                    self._sock.sendall(_F_RESET)
+                except OSError as e:
+                    self._fail(e)
+        self._await(slot)
+        if reset is not None:
+            self._await(reset)
+
+    def _cancel_wait(self, slot, decode, keep):
+        """Cancels a held wait; returns the messages its reply brought
+        (``decode(status, payload)``), or keeps them for the next read."""
+        self._cancel(slot)
+        slot.check()
+        msgs = []
+        if slot.status > 0:
+            msgs = decode(slot.status, slot.payload)
+        if keep:
+            self._stash.extend(msgs)
+            return []
+        return msgs
+
+    def _wait_call(self, frame, deadline, decode):
+        """WAITREAD or READBATCH with wait: (status, payload), status 0 if
+        ``deadline`` passed first. Answered early by another thread's frame,
+        it waits again. An interruption (KeyboardInterrupt...) cancels the
+        wait with RESET; messages it brought are kept for the next read."""
+        while True:
+            slot = _Slot()
+            if not self._send(slot, frame, _WAIT, deadline):
+                return 0, b''
+            try:
+                if not self._await(slot, deadline):
+                    self._cancel(slot)
+            except OSError:
+                raise
+            except BaseException:
+                self._cancel_wait(slot, decode, keep=True)
+                raise
+            slot.check()
+            if slot.status != 0:
+                return slot.status, slot.payload
+            if deadline is not None and time.monotonic() >= deadline:
+                return 0, b''
+
+    def _unstash(self):
+        try:
+            return self._stash.pop(0)
+        except IndexError:
+            return None
 
     # -- operations (spec 11.2)
 
@@ -412,33 +685,62 @@ class Ksock(object):
         the connection and waits (at most CLOSE_TIMEOUT seconds) until kbusd,
         having carried out the whole release sequence, closes its side. So
         once it returns, the Ksock's bindings are gone and its Status
-        messages have been sent, as every other Ksock sees them."""
-        sock = self._sock
-        self._sock = _CLOSED
+        messages have been sent, as every other Ksock sees them. Calls of
+        other threads, pending or blocked, raise OSError(EBADF)."""
+        with self._mu:
+            sock = self._sock
+            self._sock = _CLOSED
+            sane = self._broken is None
+            self._fail_locked(errno.EBADF, 'Ksock is closed')
         self.mode = None
         self.fd = None
         self._stash = []
-        fd = self._pollfd
-        self._pollfd = -1
-        if fd >= 0:
-            os.close(fd)
         if sock is _CLOSED:
             return
         try:
-            sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + self.CLOSE_TIMEOUT
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not poller.poll(int(math.ceil(left * 1000))):
-                    break
-                if not sock.recv(65536, socket.MSG_DONTWAIT):
-                    break           # EOF: kbusd has closed the Ksock
+            if sane:
+                sock.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + self.CLOSE_TIMEOUT
+                # kbusd answers what it has, then closes: a thread blocked
+                # reading wakes up. Then read to end-of-file ourselves.
+                with self._mu:
+                    self._waiting += 1      # so that the reader wakes us
+                    try:
+                        while self._reading:
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                break
+                            self._cv.wait(left)
+                    finally:
+                        self._waiting -= 1
+                    mine = not self._reading
+                    if mine:
+                        self._reading = True
+                if mine:
+                    try:
+                        poller = select.poll()
+                        poller.register(sock, select.POLLIN)
+                        while True:
+                            left = deadline - time.monotonic()
+                            if left <= 0 or not poller.poll(int(math.ceil(left * 1000))):
+                                break
+                            if not sock.recv(65536, socket.MSG_DONTWAIT):
+                                break           # EOF: kbusd has closed the Ksock
+                    finally:
+                        with self._mu:
+                            self._reading = False
         except (OSError, InterruptedError):
             pass
         finally:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread still in recv
+            except OSError:
+                pass
             sock.close()
+            fd = self._pollfd
+            self._pollfd = -1
+            if fd >= 0:
+                os.close(fd)
 
     def __del__(self):
         try:
@@ -486,13 +788,12 @@ class Ksock(object):
         else:
             self._pointy = None
             frame = _REQ.pack(4 + len(p), _OP_SEND) + p
-        self._sock.sendall(frame)
-        status, off, n = self._reply()
+        status, payload = self._call(frame)
         if status < 0:
             self._maybe_pending = (status == -_EAGAIN)
             raise _error(status)
         self._maybe_pending = False
-        return MessageId(*_TWO_U32.unpack_from(self._rbuf, off))
+        return MessageId(*_TWO_U32.unpack_from(payload))
 
     def discard(self):
         """Throw away the message being written (or a pending send)."""
@@ -503,17 +804,17 @@ class Ksock(object):
     def last_msg_id(self):
         """The id of the last message this Ksock sent (MessageId(0, 0) if
         none)."""
-        status, off, n = self._op(_F_LASTSENT)
-        return MessageId(*_TWO_U32.unpack_from(self._rbuf, off))
+        status, payload = self._op(_F_LASTSENT)
+        return MessageId(*_TWO_U32.unpack_from(payload))
 
     def find_replier(self, name):
         """The id of the Ksock bound as replier to exactly ``name``, or
         None."""
         if isinstance(name, str):
             name = name.encode('utf-8')
-        status, off, n = self._op(_replier_frame(name))
+        status, payload = self._op(_replier_frame(name))
         if status:
-            return _U32.unpack_from(self._rbuf, off)[0]
+            return _U32.unpack_from(payload)[0]
         return None
 
     def max_messages(self):
@@ -574,8 +875,7 @@ class Ksock(object):
             return
         hdr = message._pointy_bytes()
         self._pointy = None
-        self._sock.sendall(_WRITE_HDR_FRAME + hdr)
-        status, off, n = self._reply()
+        status, payload = self._call(_WRITE_HDR_FRAME + hdr)
         if status < 0:
             raise _error(status)
         self._pointy = message._name + data if data else message._name
@@ -609,20 +909,19 @@ class Ksock(object):
         else:
             entire = message.to_bytes()
             frame = _REQ.pack(4 + len(entire), _OP_SENDMSG) + entire
-        self._sock.sendall(frame)
-        status, off, n = self._reply()
+        status, payload = self._call(frame)
         if status < 0:
             self._maybe_pending = (status == -_EAGAIN)
             raise _error(status)
-        return MessageId(*_TWO_U32.unpack_from(self._rbuf, off))
+        return MessageId(*_TWO_U32.unpack_from(payload))
 
     def write_data(self, data):
         """Write raw bytes of a message; returns the number written."""
         self._pointy = None
         data = bytes(data)
         if len(data) <= _MAX_PAYLOAD:
-            status, off, n = self._op(_REQ.pack(4 + len(data), _OP_WRITE) +
-                                      data)
+            status, payload = self._op(_REQ.pack(4 + len(data), _OP_WRITE) +
+                                       data)
             return status
         # More than one frame can carry: write it in pieces (as writes may
         # be split anywhere), stopping at the first error.
@@ -630,8 +929,8 @@ class Ksock(object):
         view = memoryview(data)
         for start in range(0, len(data), _MAX_PAYLOAD):
             piece = view[start:start + _MAX_PAYLOAD]
-            status, off, n = self._op(_REQ.pack(4 + len(piece), _OP_WRITE) +
-                                      piece)
+            status, payload = self._op(_REQ.pack(4 + len(piece), _OP_WRITE) +
+                                       piece)
             total += status
         return total
 
@@ -639,23 +938,24 @@ class Ksock(object):
         """Read ``length`` bytes of the current message (as given by
         ``next_msg()``) and return them as a Message, or None if there was
         nothing to read."""
-        status, off, n = self._op(_u32_frame(_OP_READ, length))
-        if not n:
+        status, payload = self._op(_u32_frame(_OP_READ, length))
+        if not payload:
             return None
-        return _message_from_entire(self._rview[off:off + n])
+        return _message_from_entire(payload)
 
     def read_next_msg(self):
         """Pop the next message and return it (a Message), or None if there
         is none."""
         if self._stash:
-            return self._stash.pop(0)
-        self._sock.sendall(_F_NEXTREAD)
-        status, off, n = self._reply()
+            msg = self._unstash()
+            if msg is not None:
+                return msg
+        status, payload = self._call(_F_NEXTREAD)
         if status <= 0:
             if status < 0:
                 raise _error(status)
             return None
-        return _message_from_entire(self._rview[off:off + n])
+        return _message_from_entire(payload)
 
     def wait_for_msg(self, timeout=None):
         """Wait until a message can be read (forever if ``timeout`` is None,
@@ -667,89 +967,50 @@ class Ksock(object):
         exception such as KeyboardInterrupt while waiting, cancels the wait
         with RESET; a message that kbusd had popped by then is kept and
         returned by the next ``read_next_msg()`` or ``wait_for_msg()``.
+        Another thread's call on this Ksock answers the wait early; it then
+        waits again, until its own timeout.
         """
         if self._stash:
-            return self._stash.pop(0)
+            msg = self._unstash()
+            if msg is not None:
+                return msg
         if timeout is not None and timeout <= 0:
             return self.read_next_msg()
-        self._sock.sendall(_F_WAITREAD)
-        try:
-            if timeout is not None and not self._connpoll.poll(
-                    int(math.ceil(timeout * 1000))):
-                status = None
-            else:
-                status, off, n = self._reply()
-        except OSError:
-            raise               # the connection itself failed
-        except BaseException:
-            self._cancel_wait(keep=True)
-            raise
-        if status is None:
-            return self._cancel_wait()      # timed out
+        deadline = None if timeout is None else time.monotonic() + timeout
+        status, payload = self._wait_call(_F_WAITREAD, deadline, _decode_one)
         if status <= 0:
             if status < 0:
                 raise _error(status)
             return None
-        return _message_from_entire(self._rview[off:off + n])
-
-    def _cancel_wait(self, keep=False):
-        """Ends a WAITREAD with RESET. Returns the message it brought (or
-        None); with ``keep`` the message is kept for the next read."""
-        self._sock.sendall(_F_RESET)
-        status, off, n = self._reply()
-        msg = None
-        if status > 0:
-            msg = _message_from_entire(self._rview[off:off + n])
-        self._reply()
-        if status < 0:
-            raise _error(status)
-        if keep and msg is not None:
-            self._stash.append(msg)
-            return None
-        return msg
+        return _message_from_entire(payload)
 
     # -- one-round-trip and batch calls (docs/protocol.md 4.5-4.6): they
     # change the cost of the generic calls, never their meaning.
-
-    def _held(self, frame, timeout, decode):
-        """Sends a frame whose reply kbusd may hold (REQUEST, READBATCH with
-        wait); returns (status, payload bytes). A timeout or an interruption
-        ends the wait with RESET, which answers it at once; if an
-        interruption's early answer brought messages, ``decode(status,
-        payload)`` gives them and they are kept for the next read."""
-        self._sock.sendall(frame)
-        try:
-            if timeout is None or self._connpoll.poll(
-                    max(0, int(math.ceil(timeout * 1000)))):
-                status, off, n = self._reply()
-                return status, self._bytes(off, n)
-        except OSError:
-            raise
-        except BaseException:
-            status, payload = self._end_held()
-            if status > 0:
-                self._stash.extend(decode(status, payload))
-            raise
-        return self._end_held()
-
-    def _end_held(self):
-        self._sock.sendall(_F_RESET)
-        status, off, n = self._reply()
-        payload = self._bytes(off, n)
-        self._reply()
-        return status, payload
 
     def request(self, message, timeout=None):
         """Send a Request and wait for its answer - the Reply, or the Status
         that replaced it - in one round trip (REQUEST). Only that answer is
         taken from the queue; other messages stay queued, in order. Raises
         OSError(ETIMEDOUT) if ``timeout`` seconds pass first (the answer then
-        stays queued), and the errors of ``send_msg`` otherwise."""
+        stays queued), and the errors of ``send_msg`` otherwise. While it
+        waits, other threads' calls on this Ksock wait for it to end."""
         if not message.flags & Message.WANT_A_REPLY:
             raise OSError(errno.EINVAL, 'request() sends Requests only')
-        status, payload = self._held(
-            _frame(_OP_REQUEST, message.to_bytes()), timeout,
-            lambda st, p: [_message_from_entire(memoryview(p)[8:])])
+        deadline = None if timeout is None else time.monotonic() + max(0, timeout)
+        slot = _Slot()
+        self._send(slot, _frame(_OP_REQUEST, message.to_bytes()), _REQUEST)
+        try:
+            if not self._await(slot, deadline):
+                self._cancel(slot)
+        except OSError:
+            raise
+        except BaseException:
+            # Interrupted: end the REQUEST; an answer it brought is kept.
+            self._cancel_wait(slot, lambda st, p: [_message_from_entire(
+                memoryview(p)[8:])], keep=True)
+            raise
+        slot.check()
+        status, payload = slot.status, slot.payload
         if status < 0:
             raise _error(status)
         if status == 0:
@@ -768,11 +1029,11 @@ class Ksock(object):
         for i, b in enumerate(pieces + [None]):
             if b is None or (batch and size + 4 + len(b) > _MAX_PAYLOAD):
                 if batch:
-                    status, off, n = self._send_batch(batch)
-                    count = _U32.unpack_from(self._rbuf, off)[0]
+                    status, payload = self._send_batch(batch)
+                    count = _U32.unpack_from(payload)[0]
                     for j in range(count):
                         ids.append(MessageId(*_TWO_U32.unpack_from(
-                            self._rbuf, off + 4 + 8 * j)))
+                            payload, 4 + 8 * j)))
                     if status < 0:
                         e = _error(status)
                         e.ids = ids
@@ -786,11 +1047,10 @@ class Ksock(object):
 
     def _send_batch(self, pieces):
         payload = b''.join(_U32.pack(len(b)) + b for b in pieces)
-        self._sock.sendall(_frame(_OP_SENDBATCH, payload))
-        status, off, n = self._reply()
-        if n < 4:
+        status, reply = self._call(_frame(_OP_SENDBATCH, payload))
+        if len(reply) < 4:
             raise _error(status) if status < 0 else OSError(errno.EPROTO, 'bad reply')
-        return status, off, n
+        return status, reply
 
     def read_msgs(self, max_count, max_bytes=1 << 20):
         """Pop up to ``max_count`` messages at once (READBATCH), as many
@@ -799,12 +1059,15 @@ class Ksock(object):
         a list (empty if the queue is empty)."""
         out = []
         while self._stash and len(out) < max_count:
-            out.append(self._stash.pop(0))
+            msg = self._unstash()
+            if msg is None:
+                break
+            out.append(msg)
         if len(out) == max_count:
             return out
-        status, off, n = self._op(_frame(_OP_READBATCH, struct.pack(
+        status, payload = self._op(_frame(_OP_READBATCH, struct.pack(
             '=III', max_count - len(out), max_bytes, 0)))
-        out.extend(_split_messages(self._bytes(off, n), status))
+        out.extend(_split_messages(payload, status))
         return out
 
     def wait_for_msgs(self, max_count, timeout=None, max_bytes=1 << 20):
@@ -813,8 +1076,9 @@ class Ksock(object):
         Returns an empty list on timeout."""
         if self._stash:
             return self.read_msgs(max_count, max_bytes)
-        status, payload = self._held(_frame(_OP_READBATCH, struct.pack(
-            '=III', max_count, max_bytes, 1)), timeout, _split_messages)
+        deadline = None if timeout is None else time.monotonic() + max(0, timeout)
+        status, payload = self._wait_call(_frame(_OP_READBATCH, struct.pack(
+            '=III', max_count, max_bytes, 1)), deadline, _split_messages)
         if status < 0:
             raise _error(status)
         return _split_messages(payload, status)
@@ -822,8 +1086,8 @@ class Ksock(object):
     def read_data(self, count):
         """Read up to ``count`` bytes of the current message (b'' if there
         is none, or it has all been read)."""
-        status, off, n = self._op(_u32_frame(_OP_READ, count))
-        return self._bytes(off, n)
+        status, payload = self._op(_u32_frame(_OP_READ, count))
+        return payload
 
     def fileno(self):
         """The descriptor to give to select/poll: readable when a message is
@@ -833,32 +1097,23 @@ class Ksock(object):
         if self._pollfd < 0:
             # Asked for on first use (POLLFD), so that a Ksock nobody
             # polls costs kbusd one descriptor instead of three.
-            if self._rpos != self._rend:
-                raise OSError(errno.EPROTO, 'unexpected bytes from kbusd')
-            self._sock.sendall(_frame(_OP_POLLFD))
-            status, payload, fds = self._reply_with_fds(self._sock)
-            if status < 0:
-                for fd in fds:
-                    os.close(fd)
-                raise _error(status)
-            if len(fds) != 1 or payload:
-                for fd in fds:
-                    os.close(fd)
+            # The reader keeps the descriptor that comes with the reply.
+            status, payload = self._op(_frame(_OP_POLLFD))
+            if self._pollfd < 0 or payload:
                 raise OSError(errno.EPROTO, 'POLLFD reply carried no poll fd')
-            self._pollfd = fds[0]
         return self._pollfd
 
     # -- extras
 
     def _bindings_report(self):
         """The text of the bindings report (spec 9.1), all buses."""
-        status, off, n = self._op(_F_BINDINGS)
-        return self._bytes(off, n).decode('utf-8', 'replace')
+        status, payload = self._op(_F_BINDINGS)
+        return payload.decode('utf-8', 'replace')
 
     def _stats_report(self):
         """The text of the stats report (spec 9.2), all buses."""
-        status, off, n = self._op(_F_STATS)
-        return self._bytes(off, n).decode('utf-8', 'replace')
+        status, payload = self._op(_F_STATS)
+        return payload.decode('utf-8', 'replace')
 
     # -- Python protocols
 

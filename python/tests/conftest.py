@@ -1,20 +1,21 @@
 """Shared fixtures for the kbus Python tests.
 
 ``kbusd`` starts a private kbusd (``kbusd --devices 3 --dir DIR`` in the
-foreground, DIR a fresh temporary directory), waits until its bus sockets
-exist, points the clients at it with KBUS_DIR and stops it with SIGTERM at
-the end of the test. The binary is $KBUSD, else <repo>/build/kbusd. If it is
+foreground, DIR a fresh temporary directory), waits for its readiness byte
+on ``--ready-fd`` (docs/reliability.md section 7; never for socket files),
+points the clients at it with KBUS_DIR and stops it with SIGTERM at the end
+of the test. The binary is $KBUSD, else <repo>/build/kbusd. If it is
 missing the test fails (it is never skipped).
 """
 
 import os
 import pathlib
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -28,7 +29,7 @@ if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))
 
 NUM_DEVICES = 3
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
@@ -54,6 +55,31 @@ class Daemon(object):
         return os.path.join(self.dir, 'kbus%d' % n)
 
 
+def start_ready(path, args, timeout=START_TIMEOUT, **popen_args):
+    """Starts ``path args... --ready-fd N`` and waits (bounded) for its
+    readiness byte. Returns (proc, None) once it serves, or (None, reason)
+    if it exited or stayed silent (then it is killed)."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen([path] + list(args) + ['--ready-fd', str(w)],
+                                stdin=subprocess.DEVNULL, pass_fds=(w,),
+                                **popen_args)
+    finally:
+        os.close(w)
+    try:
+        readable, _, _ = select.select([r], [], [], timeout)
+        byte = os.read(r, 1) if readable else None
+    finally:
+        os.close(r)
+    if byte:
+        return proc, None
+    if byte is None:
+        proc.kill()
+        proc.wait()
+        return None, 'no readiness within %gs' % timeout
+    return None, 'it exited with status %s' % proc.wait(timeout=STOP_TIMEOUT)
+
+
 def _start_kbusd(extra_args=()):
     path = kbusd_path()
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -62,23 +88,12 @@ def _start_kbusd(extra_args=()):
                     'its path' % path, pytrace=False)
     # Short path: Unix socket paths are limited to 107 bytes.
     d = tempfile.mkdtemp(prefix='kbuspy-')
-    proc = subprocess.Popen([path, '--devices', str(NUM_DEVICES), '--dir', d] +
-                            list(extra_args), stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + START_TIMEOUT
-    sockets = [os.path.join(d, 'kbus%d' % n) for n in range(NUM_DEVICES)]
-    while not all(os.path.exists(s) for s in sockets):
-        rc = proc.poll()
-        if rc is not None:
-            shutil.rmtree(d, ignore_errors=True)
-            pytest.fail('kbusd (%s) exited with status %s before creating '
-                        'its sockets in %s' % (path, rc, d), pytrace=False)
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            shutil.rmtree(d, ignore_errors=True)
-            pytest.fail('kbusd (%s) did not create %s within %gs'
-                        % (path, sockets, START_TIMEOUT), pytrace=False)
-        time.sleep(0.002)   # polling for the sockets, bounded by deadline
+    proc, rc = start_ready(path, ['--devices', str(NUM_DEVICES), '--dir', d] +
+                           list(extra_args))
+    if proc is None:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.fail('kbusd (%s) did not start in %s: %s' % (path, d, rc),
+                    pytrace=False)
     return Daemon(d, proc)
 
 

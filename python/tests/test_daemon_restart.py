@@ -7,34 +7,23 @@ import errno
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import kbusd_path
+from conftest import kbusd_path, start_ready
 from kbus import Ksock, Message
 
 GONE = (errno.ECONNRESET, errno.EPIPE)
 
 
 def start(d):
-    proc = subprocess.Popen([kbusd_path(), '--devices', '1', '--dir', d],
-                            stdin=subprocess.DEVNULL)
-    sock = os.path.join(d, 'kbus0')
-    deadline = time.monotonic() + 10
-    while True:   # bounded wait for the socket to accept
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(sock)   # no HELLO: no Ksock id is used up
-            return proc
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail('kbusd did not start in %s' % d)
-            time.sleep(0.005)
+    # Readiness (docs/reliability.md section 7), never a socket file.
+    proc, why = start_ready(kbusd_path(), ['--devices', '1', '--dir', d])
+    if proc is None:
+        pytest.fail('kbusd did not start in %s: %s' % (d, why))
+    return proc
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL])

@@ -583,8 +583,9 @@ def test_cancelled_wait_keeps_its_message(kbusd):
     i1 = sender.send_msg(Message('$.Fred', b'1'))
     i2 = sender.send_msg(Message('$.Fred', b'2'))
     # a WAITREAD that kbusd answered with a message just as it was cancelled
-    listener._sock.sendall(kk._F_WAITREAD)
-    assert listener._cancel_wait(keep=True) is None
+    slot = kk._Slot()
+    assert listener._send(slot, kk._F_WAITREAD, kk._WAIT)
+    assert listener._cancel_wait(slot, kk._decode_one, keep=True) == []
     assert listener.num_messages() == 1
     assert listener.read_next_msg().id == i1      # the kept one first
     assert listener.wait_for_msg(0).id == i2

@@ -466,16 +466,22 @@ int kbus_ksock_new_device(kbus_ksock_t ksock, uint32_t* device_number) {
 int kbus_wait_for_message(kbus_ksock_t ksock, int wait_for) {
   return guard([&]() -> int {
     // The entry is not locked while waiting: another thread may use (or
-    // close) the Ksock meanwhile, as with the original's poll().
-    if (!KsockTable::instance().find(ksock)) return -EBADF;
+    // close) the Ksock meanwhile, as with the original's poll(). Holding
+    // the entry keeps its poll fd open until the wait ends; a close from
+    // another thread ends it with EBADF.
+    auto e = KsockTable::instance().find(ksock);
+    if (!e) return -EBADF;
     const short events = kbus::capi::poll_events_from_wait_for(wait_for);
     if (events == 0) return -EINVAL;
-    pollfd p{ksock, events, 0};
-    if (::poll(&p, 1, -1) < 0) return -errno;
-    if (p.revents & POLLNVAL) return -EBADF;
-    // The daemon has closed its end of the poll fd: it has gone away.
-    if (p.revents & (POLLHUP | POLLERR)) return -ECONNRESET;
-    return kbus::capi::ready_from_poll_revents(p.revents);
+    unsigned what = 0;
+    if (events & POLLIN) what |= kbus::ready::kReadable;
+    if (events & POLLOUT) what |= kbus::ready::kWritable;
+    auto r = e->ksock.try_wait_interruptible(what);
+    if (!r) return to_c_result(r.error());
+    int ready = 0;
+    if (*r & kbus::ready::kReadable) ready |= KBUS_KSOCK_READABLE;
+    if (*r & kbus::ready::kWritable) ready |= KBUS_KSOCK_WRITABLE;
+    return ready;
   });
 }
 
@@ -567,10 +573,12 @@ int kbus_ksock_wait_for_msgs(kbus_ksock_t ksock, kbus_message_t* msgs[], size_t 
     using Clock = std::chrono::steady_clock;
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 0);
     bool first = true;
+    // Held (not locked) while waiting: its poll fd stays open, and a close
+    // from another thread ends the wait with EBADF.
+    auto e = KsockTable::instance().find(ksock);
+    if (!e) return -EBADF;
     for (;;) {
       {
-        auto e = KsockTable::instance().find(ksock);
-        if (!e) return -EBADF;
         std::lock_guard<std::mutex> lk(e->mu);
         if (!e->ksock.is_open()) return -EBADF;
         if (got == nullptr || (msgs == nullptr && max_count != 0)) return -EFAULT;
@@ -586,18 +594,14 @@ int kbus_ksock_wait_for_msgs(kbus_ksock_t ksock, kbus_message_t* msgs[], size_t 
       }
       first = false;
       // Wait as kbus_wait_for_message does, without holding the Ksock.
-      int ms = -1;
+      std::optional<Ksock::Timeout> left;
       if (timeout_ms >= 0) {
-        const auto left =
-            std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-        ms = left < 0 ? 0 : static_cast<int>(std::min<long long>(left, 0x7FFFFFFF));
+        left = std::max(Ksock::Timeout{0},
+                        std::chrono::ceil<Ksock::Timeout>(deadline - Clock::now()));
       }
-      pollfd p{ksock, POLLIN, 0};
-      const int rc = ::poll(&p, 1, ms);
-      if (rc < 0) return -errno;
-      if (rc == 0) return 0;  // timed out: *got is 0
-      if (p.revents & POLLNVAL) return -EBADF;
-      if (p.revents & (POLLHUP | POLLERR)) return -ECONNRESET;
+      auto r = e->ksock.try_wait_interruptible(kbus::ready::kReadable, left);
+      if (!r) return to_c_result(r.error());
+      if (*r == 0) return 0;  // timed out: *got is 0
     }
   });
 }

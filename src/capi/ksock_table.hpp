@@ -6,7 +6,10 @@
 // it. Lookups and changes of the table hold its mutex; each entry has a
 // mutex of its own that every operation on the Ksock holds, so calls on one
 // Ksock from several threads are carried out one at a time, and a Ksock
-// closed by one thread is never used by another (it sees EBADF).
+// closed by one thread is never used by another (it sees EBADF). The two
+// waits (kbus_wait_for_message, kbus_ksock_wait_for_msgs) hold the entry
+// (a shared_ptr) but not its mutex while they wait, on the thread-safe
+// Ksock, so the others' calls go on and a close ends the wait with EBADF.
 #pragma once
 
 #include <cstdint>

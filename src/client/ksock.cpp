@@ -8,6 +8,7 @@
 #include "kbus/ksock.hpp"
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +18,7 @@
 #include <new>
 #include <utility>
 
+#include "client/bus_dir.hpp"
 #include "client/connection.hpp"
 #include "protocol/frames.hpp"
 
@@ -112,6 +114,11 @@ void put_pointer(std::string& hdr, std::size_t at, std::size_t size, const void*
   }
 }
 
+std::optional<client::Clock::time_point> deadline_of(std::optional<Ksock::Timeout> timeout) {
+  if (!timeout) return std::nullopt;
+  return client::Clock::now() + *timeout;
+}
+
 const char* mode_text(Mode m) {
   switch (m) {
     case Mode::read:
@@ -126,14 +133,10 @@ const char* mode_text(Mode m) {
 
 }  // namespace
 
-std::string default_bus_dir() {
-  const char* env = std::getenv("KBUS_DIR");
-  if (env != nullptr && *env != '\0') return env;
-  if (::geteuid() == 0) return "/run/kbus";
-  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  if (xdg != nullptr && *xdg != '\0') return std::string(xdg) + "/kbus";
-  return "/tmp/kbus-" + std::to_string(::getuid());
-}
+
+std::string default_bus_dir() { return client::bus_dir_for(-1, client::kSystemBusDir); }
+
+std::string default_bus_dir(int bus) { return client::bus_dir_for(bus, client::kSystemBusDir); }
 
 Ksock::Ksock() noexcept = default;
 Ksock::Ksock(std::unique_ptr<Connection> conn) noexcept : conn_(std::move(conn)) {}
@@ -144,7 +147,7 @@ Ksock::~Ksock() = default;
 Result<Ksock> Ksock::try_open(int bus, Mode mode, const std::string& dir) noexcept {
   return guarded([&]() -> Result<Ksock> {
     if (bus < 0) return Errc::enoent;
-    std::string path = (dir.empty() ? default_bus_dir() : dir) + "/kbus" + std::to_string(bus);
+    std::string path = (dir.empty() ? default_bus_dir(bus) : dir) + "/kbus" + std::to_string(bus);
     auto c = Connection::open(path, static_cast<std::uint32_t>(mode), kNativeHeaderLen);
     if (!c) return c.error();
     return Ksock(std::move(c.value()));
@@ -155,60 +158,58 @@ Ksock Ksock::open(int bus, Mode mode, const std::string& dir) {
   return try_open(bus, mode, dir).get("kbus open");
 }
 
-void Ksock::close() noexcept { conn_.reset(); }
+// The Connection stays until the Ksock is destroyed or assigned to, so that
+// another thread still inside a call finds it, closed (EBADF).
+void Ksock::close() noexcept {
+  if (conn_) conn_->close();
+}
+// A forked child's copy: let go of the connection without closing the
+// parent's Ksock (src/preload, docs/decisions.md D19).
 void Ksock::abandon() noexcept {
   if (conn_) conn_->abandon();
   conn_.reset();
 }
-bool Ksock::is_open() const noexcept { return conn_ != nullptr; }
-std::uint32_t Ksock::id() const noexcept { return conn_ ? conn_->ksock_id() : 0; }
-std::uint32_t Ksock::bus() const noexcept { return conn_ ? conn_->bus() : 0; }
+bool Ksock::is_open() const noexcept { return conn_ && conn_->is_open(); }
+std::uint32_t Ksock::id() const noexcept { return is_open() ? conn_->ksock_id() : 0; }
+std::uint32_t Ksock::bus() const noexcept { return is_open() ? conn_->bus() : 0; }
 Mode Ksock::mode() const noexcept {
-  return conn_ ? static_cast<Mode>(conn_->mode()) : Mode::read_write;
+  return is_open() ? static_cast<Mode>(conn_->mode()) : Mode::read_write;
 }
 const std::string& Ksock::path() const noexcept {
   static const std::string kNone;
-  return conn_ ? conn_->path() : kNone;
+  return is_open() ? conn_->path() : kNone;
 }
-int Ksock::fileno() const noexcept { return conn_ ? conn_->poll_fd() : -1; }
+int Ksock::fileno() const noexcept { return is_open() ? conn_->poll_fd() : -1; }
 
 std::string Ksock::to_string() const {
-  if (!conn_) return "Ksock (closed)";
+  if (!is_open()) return "Ksock (closed)";
   return "Ksock device " + std::to_string(bus()) + ", id " + std::to_string(id()) + ", mode " +
          mode_text(mode());
 }
 
-Result<unsigned> Ksock::try_wait(unsigned what, std::optional<Timeout> timeout) noexcept {
-  if (!conn_) return Errc::ebadf;
+namespace {
+Result<unsigned> wait_on(Connection* conn, unsigned what, std::optional<Ksock::Timeout> timeout,
+                         bool interruptible) noexcept {
+  if (conn == nullptr) return Errc::ebadf;
   short events = 0;
   if (what & ready::kReadable) events |= POLLIN;
   if (what & ready::kWritable) events |= POLLOUT;
   if (events == 0) return Errc::einval;
-  auto fd = conn_->try_poll_fd();
-  if (!fd) return fd.error();
-  using Clock = std::chrono::steady_clock;
-  auto deadline = Clock::now() + timeout.value_or(Timeout{0});
-  for (;;) {
-    int ms = -1;
-    if (timeout) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      ms = left.count() < 0 ? 0 : static_cast<int>(left.count());
-    }
-    pollfd p{*fd, events, 0};
-    int rc = ::poll(&p, 1, ms);
-    if (rc < 0) {
-      if (errno == EINTR) continue;
-      return static_cast<Errc>(errno);
-    }
-    if (rc == 0) return 0u;
-    // The daemon closed its end of the poll fd: it has gone away (the fd
-    // then also looks readable, at EOF).
-    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return Errc::econnreset;
-    unsigned got = 0;
-    if (p.revents & POLLIN) got |= ready::kReadable;
-    if (p.revents & POLLOUT) got |= ready::kWritable;
-    if (got != 0) return got & what;
-  }
+  auto revents = conn->poll_ready(events, deadline_of(timeout), interruptible);
+  if (!revents) return revents.error();
+  unsigned got = 0;
+  if (*revents & POLLIN) got |= ready::kReadable;
+  if (*revents & POLLOUT) got |= ready::kWritable;
+  return got & what;
+}
+}  // namespace
+
+Result<unsigned> Ksock::try_wait(unsigned what, std::optional<Timeout> timeout) noexcept {
+  return wait_on(conn_.get(), what, timeout, false);
+}
+Result<unsigned> Ksock::try_wait_interruptible(unsigned what,
+                                               std::optional<Timeout> timeout) noexcept {
+  return wait_on(conn_.get(), what, timeout, true);
 }
 
 unsigned Ksock::wait(unsigned what, std::optional<Timeout> timeout) {
@@ -289,7 +290,7 @@ Result<MessageId> Ksock::try_send() noexcept {
   return guarded([&] {
     // The payload of a pointy message goes with the first SEND only; the
     // daemon ignores it on a retry after EAGAIN.
-    std::optional<std::string> payload = std::exchange(conn_->pointy_payload(), std::nullopt);
+    std::optional<std::string> payload = conn_->take_pointy();
     return id_reply(conn_->call(Op::kSend, payload ? std::string_view(*payload) : ""));
   });
 }
@@ -297,7 +298,7 @@ MessageId Ksock::send() { return try_send().get("kbus send"); }
 
 Result<MessageId> Ksock::try_send_pointy(std::string_view name, std::string_view data) noexcept {
   KBUS_CHECK_OPEN();
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   return guarded([&] {
     std::string payload;
     payload.reserve(name.size() + data.size());
@@ -311,7 +312,7 @@ MessageId Ksock::send_pointy(std::string_view name, std::string_view data) {
 
 Result<void> Ksock::try_discard() noexcept {
   KBUS_CHECK_OPEN();
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   return guarded([&] { return void_reply(conn_->call(Op::kDiscard)); });
 }
 void Ksock::discard() { try_discard().get("kbus discard"); }
@@ -394,7 +395,7 @@ std::uint32_t Ksock::max_message_size() {
 
 Result<std::uint32_t> Ksock::try_write_data(std::string_view bytes) noexcept {
   KBUS_CHECK_OPEN();
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<std::uint32_t> {
     auto r = conn_->call(Op::kWrite, bytes);
     if (!r) return r.error();
@@ -422,7 +423,7 @@ std::string Ksock::read_data(std::uint32_t max_count) {
 
 Result<void> Ksock::try_write_msg(const Message& msg, Form form) noexcept {
   KBUS_CHECK_OPEN();
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<void> {
     const std::uint32_t h = conn_->header_len();
     std::string frame;
@@ -450,7 +451,7 @@ Result<void> Ksock::try_write_msg(const Message& msg, Form form) noexcept {
     auto r = conn_->call_frame(frame);
     if (!r) return r.error();
     if (r->status < 0) return status_errc(r->status);
-    conn_->pointy_payload() = std::move(payload);
+    conn_->set_pointy(std::move(payload));
     return {};
   });
 }
@@ -458,7 +459,7 @@ void Ksock::write_msg(const Message& msg, Form form) { try_write_msg(msg, form).
 
 Result<MessageId> Ksock::try_send_msg(const Message& msg) noexcept {
   KBUS_CHECK_OPEN();
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<MessageId> {
     std::string frame;
     std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendMsg));
@@ -490,34 +491,13 @@ std::optional<Message> Ksock::read_next_msg() {
 Result<std::optional<Message>> Ksock::try_wait_for_msg(std::optional<Timeout> timeout) noexcept {
   KBUS_CHECK_OPEN();
   return guarded([&]() -> Result<std::optional<Message>> {
+    // WAITREAD; a timeout sends RESET (docs/protocol.md §4.4), so the
+    // Ksock stays usable. The reply may still bring a message that arrived
+    // meanwhile.
     std::string frame;
     protocol::append_request(frame, Op::kWaitRead);
-    auto s = conn_->send_frame(frame);
-    if (!s) return s.error();
-    if (!timeout) return message_reply(conn_->read_reply(), conn_->header_len());
-
-    using Clock = std::chrono::steady_clock;
-    const auto deadline = Clock::now() + *timeout;
-    for (;;) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      int ms = left.count() < 0 ? 0 : static_cast<int>(left.count());
-      auto ready = conn_->wait_reply(ms);
-      if (!ready) return ready.error();
-      if (*ready) return message_reply(conn_->read_reply(), conn_->header_len());
-      if (ms == 0) break;
-    }
-    // Timed out: any further frame answers the WAITREAD (docs/protocol.md
-    // §4.4). Send RESET, then read the WAITREAD reply (which may still carry
-    // a message that arrived meanwhile) and the RESET reply.
-    std::string reset;
-    protocol::append_request(reset, Op::kReset);
-    auto s2 = conn_->send_frame(reset);
-    if (!s2) return s2.error();
-    auto msg = message_reply(conn_->read_reply(), conn_->header_len());
-    auto rr = void_reply(conn_->read_reply());
-    if (!msg) return msg.error();
-    if (!rr) return rr.error();
-    return msg;
+    return message_reply(conn_->call_held(frame, client::Held::wait, deadline_of(timeout)),
+                         conn_->header_len());
   });
 }
 std::optional<Message> Ksock::wait_for_msg(std::optional<Timeout> timeout) {
@@ -527,46 +507,21 @@ std::optional<Message> Ksock::wait_for_msg(std::optional<Timeout> timeout) {
 namespace {
 
 // A frame whose reply may be held by the daemon until something arrives
-// (REQUEST, SENDWAIT, READBATCH with wait): sends it and returns its reply,
-// a copy of the payload. On timeout sends RESET, which answers the blocked
-// frame at once (docs/protocol.md §4.4), and reads both replies;
-// `timed_out` tells whether the reply is that early answer.
+// (REQUEST, SENDWAIT, READBATCH with wait): its final reply, a copy of the
+// payload (Connection::call_held: a timeout sends RESET, which answers the
+// blocked frame at once, docs/protocol.md §4.4).
 struct HeldReply {
   std::int32_t status = 0;
   std::string payload;
 };
-Result<HeldReply> held_call(Connection& conn, std::string_view frame,
+Result<HeldReply> held_call(Connection& conn, std::string_view frame, client::Held kind,
                             std::optional<Ksock::Timeout> timeout) {
   auto budget = conn.frame_budget(frame.size());  // see try_send_msg
   if (!budget) return budget.error();
   if (frame.size() > *budget) return Errc::emsgsize;
-  auto s = conn.send_frame(frame);
-  if (!s) return s.error();
-  auto take = [&]() -> Result<HeldReply> {
-    auto r = conn.read_reply();
-    if (!r) return r.error();
-    return HeldReply{r->status, std::string(r->payload)};
-  };
-  if (!timeout) return take();
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + *timeout;
-  for (;;) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    const int ms = left.count() < 0 ? 0 : static_cast<int>(left.count());
-    auto ready = conn.wait_reply(ms);
-    if (!ready) return ready.error();
-    if (*ready) return take();
-    if (ms == 0) break;
-  }
-  std::string reset;
-  protocol::append_request(reset, Op::kReset);
-  auto s2 = conn.send_frame(reset);
-  if (!s2) return s2.error();
-  auto held = take();
-  auto rr = void_reply(conn.read_reply());
-  if (!held) return held.error();
-  if (!rr) return rr.error();
-  return held;
+  auto r = conn.call_held(frame, kind, deadline_of(timeout));
+  if (!r) return r.error();
+  return HeldReply{r->status, std::string(r->payload)};
 }
 
 std::string message_frame(Op op, const Message& msg, std::uint32_t header_len) {
@@ -605,9 +560,10 @@ MessageId id_at(std::string_view p) {
 Result<Message> Ksock::try_request(const Message& req, std::optional<Timeout> timeout) noexcept {
   KBUS_CHECK_OPEN();
   if (!(req.hdr.flags & flag::kWantAReply)) return Errc::einval;  // not a Request
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<Message> {
-    auto r = held_call(*conn_, message_frame(Op::kRequest, req, conn_->header_len()), timeout);
+    auto r = held_call(*conn_, message_frame(Op::kRequest, req, conn_->header_len()),
+                       client::Held::request, timeout);
     if (!r) return r.error();
     if (r->payload.size() < 8) return Errc::eproto;
     if (r->status < 0) return status_errc(r->status);
@@ -624,9 +580,10 @@ Message Ksock::request(const Message& req, std::optional<Timeout> timeout) {
 Result<Ksock::SentAndReceived> Ksock::try_send_and_wait(const Message& msg,
                                                         std::optional<Timeout> timeout) noexcept {
   KBUS_CHECK_OPEN();
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<SentAndReceived> {
-    auto r = held_call(*conn_, message_frame(Op::kSendWait, msg, conn_->header_len()), timeout);
+    auto r = held_call(*conn_, message_frame(Op::kSendWait, msg, conn_->header_len()),
+                       client::Held::send_wait, timeout);
     if (!r) return r.error();
     if (r->payload.size() < 8) return Errc::eproto;
     if (r->status < 0) return status_errc(r->status);
@@ -650,7 +607,7 @@ Ksock::SendBatch Ksock::try_send_msgs(const std::vector<Message>& msgs) noexcept
     out.error = Errc::ebadf;
     return out;
   }
-  conn_->pointy_payload().reset();
+  conn_->set_pointy(std::nullopt);
   auto r = guarded([&]() -> Result<void> {
     // As many messages per SENDBATCH frame as fit in a frame kbusd accepts
     // (Connection::frame_budget); a message too long for any frame is
@@ -743,7 +700,7 @@ Result<std::vector<Message>> Ksock::try_wait_for_msgs(std::uint32_t max_count,
   return guarded([&]() -> Result<std::vector<Message>> {
     std::string frame;
     protocol::append_request(frame, Op::kReadBatch, read_batch_payload(max_count, max_bytes, true));
-    auto r = held_call(*conn_, frame, timeout);
+    auto r = held_call(*conn_, frame, client::Held::wait, timeout);
     if (!r) return r.error();
     if (r->status < 0) return status_errc(r->status);
     return split_messages(r->payload, static_cast<std::uint32_t>(r->status), conn_->header_len());

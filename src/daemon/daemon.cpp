@@ -82,7 +82,8 @@ void log_line(const char* fmt, ...) {
 
 std::string default_dir() { return util::default_bus_dir(); }
 
-Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), quota_(cfg_.max_ksocks_per_user) {}
+Daemon::Daemon(Config cfg)
+    : cfg_(std::move(cfg)), readiness_(cfg_.ready_fd), quota_(cfg_.max_ksocks_per_user) {}
 
 Daemon::~Daemon() {
   conns_.clear();  // their descriptors close with them
@@ -95,23 +96,21 @@ bool Daemon::start() {
     log_line("--devices must be between 1 and %u", kMaxBuses);
     return false;
   }
+  if (std::string why; !readiness_.check(why)) {
+    log_line("%s", why.c_str());
+    return false;
+  }
   if (cfg_.dir.empty()) cfg_.dir = default_dir();
   if (!mkdir_p(cfg_.dir)) {
     log_line("cannot create directory %s: %s", cfg_.dir.c_str(), std::strerror(errno));
     return false;
   }
-  const std::string lock_path = cfg_.dir + "/.kbusd.lock";
-  lock_fd_.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!lock_fd_) {
-    log_line("cannot open %s: %s", lock_path.c_str(), std::strerror(errno));
-    return false;
-  }
-  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    log_line("another kbusd already serves %s", cfg_.dir.c_str());
-    return false;
-  }
+  if (!lock_dir()) return false;
   raise_fd_limit();
-  signals_.emplace(std::initializer_list<int>{SIGTERM, SIGINT, SIGUSR1}, /*ignore_sigpipe=*/true);
+  // SIGHUP: the terminal closed: stop as cleanly as on SIGTERM. SIGUSR1:
+  // log_status().
+  signals_.emplace(std::initializer_list<int>{SIGTERM, SIGINT, SIGHUP, SIGUSR1},
+                   /*ignore_sigpipe=*/true);
   epoll_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_fd_) {
     log_line("cannot create epoll: %s", std::strerror(errno));
@@ -130,7 +129,67 @@ bool Daemon::start() {
   // docs/reliability.md §5: the sockets exist; root is no longer needed.
   if (cfg_.run_as && !drop_privileges(*cfg_.run_as, cfg_.socket_access.group, cfg_.dir))
     return false;
+  // docs/reliability.md §7: it serves from here on (connections already
+  // queue on the listening sockets; run() takes them).
+  const std::string buses =
+      cfg_.devices == 1 ? "bus 0" : "buses 0.." + std::to_string(cfg_.devices - 1);
+  std::string where = cfg_.dir + "/kbus0";
+  if (cfg_.devices > 1) where += " .. kbus" + std::to_string(cfg_.devices - 1);
+  log_line("serving %s at %s (pid %d)", buses.c_str(), where.c_str(), static_cast<int>(::getpid()));
+  std::fflush(stderr);
+  readiness_.ready("serving " + buses + " in " + cfg_.dir);
   return true;
+}
+
+// Takes the directory's lock. The lock file is removed at a clean stop, so
+// the file locked may have been unlinked (by the kbusd that just stopped)
+// between our open and our flock: then lock the new one. Bounded: each retry
+// needs another kbusd to have stopped in that moment.
+bool Daemon::lock_dir() {
+  lock_path_ = cfg_.dir + "/.kbusd.lock";
+  for (int attempt = 0;; ++attempt) {
+    lock_fd_.reset(::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!lock_fd_) {
+      log_line("cannot open %s: %s", lock_path_.c_str(), std::strerror(errno));
+      return false;
+    }
+    if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+      log_line(
+          "another kbusd already serves %s (it holds %s): stop it first, or give this one "
+          "another --dir",
+          cfg_.dir.c_str(), lock_path_.c_str());
+      return false;
+    }
+    struct stat held {};
+    struct stat now {};
+    if (::fstat(lock_fd_.get(), &held) == 0 && ::stat(lock_path_.c_str(), &now) == 0 &&
+        held.st_dev == now.st_dev && held.st_ino == now.st_ino)
+      return true;
+    lock_fd_.reset();
+    if (attempt == 100) {
+      log_line("cannot lock %s: it keeps being replaced", lock_path_.c_str());
+      return false;
+    }
+  }
+}
+
+void Daemon::shutdown(const char* why) {
+  readiness_.stopping();
+  for (auto& b : buses_) {
+    if (b.listen_fd) {
+      b.listen_fd.reset();
+      ::unlink(b.path.c_str());
+    }
+  }
+  // Still holding the lock: a kbusd starting now finds the file gone (or
+  // replaced) and locks a new one (see lock_dir()).
+  if (lock_fd_) {
+    ::unlink(lock_path_.c_str());
+    lock_fd_.reset();
+  }
+  std::string removed = cfg_.dir + "/kbus0";
+  if (buses_.size() > 1) removed += " .. kbus" + std::to_string(buses_.size() - 1);
+  log_line("%s: stopped; removed %s and the lock file", why, removed.c_str());
 }
 
 int Daemon::run() {
@@ -152,7 +211,10 @@ int Daemon::run() {
         if (signo == SIGUSR1) {
           log_status();
         } else if (signo != 0) {
-          log_line("signal %d: exiting", signo);
+          shutdown(signo == SIGHUP    ? "SIGHUP"
+                   : signo == SIGINT  ? "SIGINT"
+                   : signo == SIGTERM ? "SIGTERM"
+                                      : "signal");
           return 0;
         }
         continue;

@@ -28,6 +28,7 @@
 #include "core/bus.hpp"
 #include "core/user_quota.hpp"
 #include "daemon/access.hpp"
+#include "daemon/readiness.hpp"
 #include "protocol/ops.hpp"
 #include "util/fd.hpp"
 #include "util/signals.hpp"
@@ -50,6 +51,9 @@ struct Config {
   // user to become once they exist.
   SocketAccess socket_access;
   std::optional<UserIds> run_as;
+  // docs/reliability.md §7: --ready-fd (-1: none); sd_notify is used when
+  // $NOTIFY_SOCKET is set.
+  int ready_fd = -1;
 };
 
 // The socket directory for a daemon or client (util/dirs.hpp: one rule for
@@ -69,11 +73,14 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Creates the directory, takes its lock, creates the bus sockets and
-  // routes SIGTERM/SIGINT/SIGUSR1 into a signal pipe. Returns false (after
-  // printing the reason) if the daemon cannot start.
+  // Creates the directory, takes its lock, creates the bus sockets, routes
+  // SIGTERM/SIGINT/SIGHUP/SIGUSR1 into a signal pipe, drops root (--user),
+  // then says where it serves and signals readiness (docs/reliability.md
+  // §7). Returns false (after printing the reason, and signalling nothing)
+  // if the daemon cannot start.
   bool start();
-  // Serves until SIGTERM or SIGINT; removes the sockets. Returns the exit code.
+  // Serves until SIGTERM, SIGINT or SIGHUP; then notifies STOPPING=1,
+  // removes its sockets and lock file and says so. Returns the exit code.
   int run();
 
  private:
@@ -86,7 +93,9 @@ class Daemon {
   };
   using Handler = void (Daemon::*)(Connection&, BusEntry&, std::string_view);
 
-  // daemon.cpp: the turn.
+  // daemon.cpp: start-up and shut-down, the turn.
+  bool lock_dir();
+  void shutdown(const char* why);  // removes the sockets and the lock file
   void on_event(std::uint64_t tag, std::uint32_t events);
   void apply_effects(BusEntry& b);
   void settle();
@@ -152,6 +161,8 @@ class Daemon {
   Config cfg_;
   util::Fd epoll_fd_;
   util::Fd lock_fd_;
+  std::string lock_path_;
+  Readiness readiness_;
   util::Fd reserve_fd_;  // given up to accept (and drop) when out of fds
   std::optional<util::SignalPipe> signals_;
   std::vector<BusEntry> buses_;

@@ -1,5 +1,5 @@
 // kbusd: the KBUS daemon. Serves buses 0..N-1 at DIR/kbus0 ... in the
-// foreground until SIGTERM or SIGINT.
+// foreground until SIGTERM, SIGINT or SIGHUP.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -11,8 +11,10 @@ int main(int argc, char** argv) {
   CLI::App app{
       "kbusd - the KBUS message bus daemon.\n"
       "Serves buses 0..N-1 as Unix sockets DIR/kbus0 ... DIR/kbus<N-1> in the foreground,\n"
-      "until SIGTERM or SIGINT, then removes its sockets. SIGUSR1 logs one status line\n"
-      "(connections, Ksocks, file descriptors, memory). Limits and access: docs/reliability.md."};
+      "until SIGTERM, SIGINT or SIGHUP, then removes its sockets. SIGUSR1 logs one status\n"
+      "line (connections, Ksocks, file descriptors, memory). Once it serves it says so on\n"
+      "stderr, to $NOTIFY_SOCKET (READY=1, systemd) and on --ready-fd.\n"
+      "Limits, access and readiness: docs/reliability.md."};
   app.set_version_flag("--version", std::string("kbusd ") + KBUS_VERSION);
   app.add_option("-n,--devices", cfg.devices, "number of buses to create at start-up (1..256)")
       ->default_val(1)
@@ -27,6 +29,11 @@ int main(int argc, char** argv) {
                  "absolute maximum message size (upper bound for MAXMSGSIZE)")
       ->default_val(cfg.limits.abs_max_msg_size);
   app.add_flag("-v,--verbose", cfg.log_ops, "log every operation to stderr");
+  app.add_option("--ready-fd", cfg.ready_fd,
+                 "once serving (sockets listening, root dropped), write one byte ('\\n') to this "
+                 "open file descriptor and close it; a kbusd that fails to start closes it "
+                 "unwritten")
+      ->check(CLI::NonNegativeNumber);
 
   // Access (docs/reliability.md §5).
   std::string mode = "0666", owner, group, user;

@@ -1471,14 +1471,14 @@ static void on_signal(int sig)
 
 struct interrupter {
 	pthread_t target;
-	volatile int stop;
+	int stop; /* read and written with __atomic builtins */
 };
 
 /* Signals the target every 10 ms until told to stop. */
 static void *interrupt_until_stopped(void *arg)
 {
 	struct interrupter *in = arg;
-	while (!in->stop) {
+	while (!__atomic_load_n(&in->stop, __ATOMIC_SEQ_CST)) {
 		pthread_kill(in->target, SIGUSR1);
 		usleep(10000);
 	}
@@ -1547,10 +1547,10 @@ static void test_batch_wait(void)
 		sigemptyset(&sa.sa_mask);
 		CHECK_EQ(sigaction(SIGUSR1, &sa, &old), 0);
 		in.target = pthread_self();
-		in.stop = 0;
+		__atomic_store_n(&in.stop, 0, __ATOMIC_SEQ_CST);
 		CHECK_EQ(pthread_create(&t, NULL, interrupt_until_stopped, &in), 0);
 		rc = kbus_ksock_wait_for_msgs(listener, got, 4, &n, 10000);
-		in.stop = 1;
+		__atomic_store_n(&in.stop, 1, __ATOMIC_SEQ_CST);
 		CHECK_EQ(pthread_join(t, NULL), 0);
 		CHECK_EQ(rc, -EINTR);
 		CHECK_EQ(n, 0);

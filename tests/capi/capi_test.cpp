@@ -64,6 +64,16 @@ TEST_F(CApiTest, EveryFunctionOfTheApi) {
   EXPECT_NE(r.out.find("  start_guard: 7375624b"), std::string::npos) << r.out;
 }
 
+// One kbus_ksock_t used by several threads at once (KBUS-SPEC.md §1.2, §4;
+// docs/protocol.md §4.4): a thread blocked in kbus_wait_for_message() or
+// kbus_ksock_wait_for_msgs() never holds up the others' calls, a close ends
+// it with -EBADF, and many threads' mixed calls each get their own results.
+TEST_F(CApiTest, ThreadsShareOneKsock) {
+  auto r = run({CAPI_THREADS_PATH}, {}, 120s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find(" checks, 0 failed"), std::string::npos) << r.out << r.err;
+}
+
 // kbusd killed under a C program: every call fails with an errno, nothing
 // crashes, no SIGPIPE (its own daemon: the fixture's must stop cleanly).
 TEST(CApiDaemonGone, CallsFailWithErrorsAndCloseStillWorks) {

@@ -29,6 +29,7 @@
 // --kill-every-ms 40. Exit status 0 when every check passed.
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -333,33 +334,42 @@ std::vector<std::string> lines_of(const std::string& path) {
   return out;  // a last line without '\n' (cut by SIGKILL) is left out
 }
 
-bool can_connect(const std::string& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
 Daemon start_daemon(int buses) {
   Daemon d;
   d.log = g_dir + "/kbusd.log";
+  // Readiness (docs/reliability.md §7): kbusd writes one byte to the pipe
+  // once it serves, or closes it unwritten if it cannot start.
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) {
+    std::perror("pipe2");
+    std::exit(2);
+  }
   std::fflush(nullptr);
   d.pid = ::fork();
   if (d.pid == 0) {
     const int fd = ::open(d.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    ::close_range(3, ~0U, 0);
+    if (ready[1] == 3)
+      ::fcntl(3, F_SETFD, 0);
+    else
+      ::dup2(ready[1], 3);
+    ::close_range(4, ~0U, 0);
     const std::string n = std::to_string(buses);
-    ::execl(KBUSD_PATH, KBUSD_PATH, "--devices", n.c_str(), "--dir", g_dir.c_str(),
-            static_cast<char*>(nullptr));
+    ::execl(KBUSD_PATH, KBUSD_PATH, "--devices", n.c_str(), "--dir", g_dir.c_str(), "--ready-fd",
+            "3", static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  const std::string last = g_dir + "/kbus" + std::to_string(buses - 1);
-  for (int i = 0; i < 5000 && !can_connect(last); ++i) std::this_thread::sleep_for(2ms);
+  ::close(ready[1]);
+  pollfd p{ready[0], POLLIN, 0};
+  char byte = 0;
+  if (::poll(&p, 1, 60000) != 1 || ::read(ready[0], &byte, 1) != 1) {
+    ::kill(d.pid, SIGKILL);
+    ::waitpid(d.pid, nullptr, 0);
+    std::fprintf(stderr, "chaos: kbusd did not start:\n%s\n", read_file(d.log).c_str());
+    std::exit(2);
+  }
+  ::close(ready[0]);
   return d;
 }
 

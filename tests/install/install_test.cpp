@@ -9,6 +9,8 @@
 // bounded by a timeout; nothing sleeps.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -105,6 +107,11 @@ TEST_F(InstallTest, InstallsEveryPart) {
       lib + "/libkbus.so." KBUS_VERSION,
       lib + "/libkbus.a",
       std::string(KBUS_PKGCONFIG_DIR) + "/kbus.pc",
+      std::string(KBUS_PKGCONFIG_DIR) + "/kbus++.pc",
+      "share/bash-completion/completions/kbus",
+      "share/bash-completion/completions/kbusd",
+      "share/zsh/site-functions/_kbus",
+      "lib/sysusers.d/kbus.conf",
       std::string(KBUS_CMAKE_DIR) + "/kbusConfig.cmake",
       std::string(KBUS_CMAKE_DIR) + "/kbusConfigVersion.cmake",
       std::string(KBUS_CMAKE_DIR) + "/kbusTargets.cmake",
@@ -134,15 +141,22 @@ TEST_F(InstallTest, SystemdUnitStartsKbusdWithBusesInRunKbus) {
   const std::string unit = in_prefix(std::string(KBUS_SYSTEMD_UNIT_DIR) + "/kbusd.service");
   const std::string text = read_file(unit);
   const std::string kbusd = in_prefix(std::string(KBUS_BINDIR) + "/kbusd");
-  EXPECT_NE(text.find("\nExecStart=" + kbusd + " --devices ${KBUS_DEVICES} --dir /run/kbus\n"),
+  // The system bus: /run/kbus, group kbus, mode 0660 (not everyone), and
+  // KBUSD_OPTS from /etc/default/kbusd last, so that it can override.
+  EXPECT_NE(text.find("\nExecStart=" + kbusd +
+                      " --devices ${KBUS_DEVICES} --dir /run/kbus --group kbus --mode 0660 "
+                      "$KBUSD_OPTS\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("\nRuntimeDirectory=kbus\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("\nEnvironment=KBUS_DEVICES=1\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("\nWantedBy=multi-user.target\n"), std::string::npos) << text;
+  for (const char* line : {"Type=notify", "User=kbus", "RuntimeDirectory=kbus",
+                           "Environment=KBUS_DEVICES=1 KBUSD_OPTS=",
+                           "EnvironmentFile=-/etc/default/kbusd", "WantedBy=multi-user.target"})
+    EXPECT_NE(text.find(std::string("\n") + line + "\n"), std::string::npos) << line << "\n"
+                                                                             << text;
   // The command line the unit runs works (with a private directory in place
-  // of /run/kbus): TestDaemon runs exactly `kbusd --devices N --dir DIR`.
-  TestDaemon d(2);
+  // of /run/kbus and the test's own group in place of kbus); TestDaemon
+  // waits for its readiness, as systemd does with Type=notify.
+  TestDaemon d(2, {"--group", std::to_string(::getgid()), "--mode", "0660"});
   Ksock k = d.open(1);
   EXPECT_EQ(k.bus(), 1u);
   if (std::string(KBUS_SYSTEMD_ANALYZE).empty()) return;
@@ -152,6 +166,16 @@ TEST_F(InstallTest, SystemdUnitStartsKbusdWithBusesInRunKbus) {
               {{"MANPATH", in_prefix(KBUS_MANDIR)}}, 60s);
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out.find("kbusd.service:"), std::string::npos) << r.out;
+  // Hardening: systemd rates the unit's exposure at most 2.0 ("OK").
+  auto sec = sh(
+      std::string(KBUS_SYSTEMD_ANALYZE) + " security --offline=true --threshold=20 " + quote(unit),
+      {}, 60s);
+  EXPECT_EQ(sec.code, 0) << sec.out;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(sec.out, m, std::regex("Overall exposure level for [^:]*: ([0-9.]+)")))
+      << sec.out;
+  EXPECT_LE(std::stod(m[1]), 2.0) << sec.out;
 }
 
 // The options a --help text lists ("-n,--devices UINT ..." -> "--devices").
@@ -274,6 +298,9 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
       {"runlimpet", std::string(KBUS_CC) + " " + quote(src + "/capi/runlimpet.c") + " " + flags},
       {"outside_cxx",
        std::string(KBUS_CXX) + " -std=c++20 " + quote(src + "/install/outside.cpp") + " " + flags},
+      // C++ without a -std flag: kbus++.pc brings -std=c++20.
+      {"outside_cxx_pp", std::string(KBUS_CXX) + " " + quote(src + "/install/outside.cpp") + " $(" +
+                             pc + "--cflags --libs kbus++)"},
       // The static library is self-contained, with the C++ runtime.
       {"outside_c_static", std::string(KBUS_CC) + " " + quote(src + "/install/outside.c") + " $(" +
                                pc + "--cflags kbus) $(" + pc +
@@ -299,9 +326,15 @@ TEST_F(InstallTest, PkgConfigBuildsOutsideCAndCxxPrograms) {
   }
   auto defns = run_process({kWork + "/original_defns"}, run_env(d), {}, 60s);
   EXPECT_EQ(defns.out, "linux/kbus_defns.h: ok\n");
-  auto cxx = run_process({kWork + "/outside_cxx"}, run_env(d), {}, 60s);
-  EXPECT_EQ(cxx.exit_code, 0) << cxx.out << cxx.err;
-  EXPECT_NE(cxx.out.find("caught ENOENT\noutside C++: ok"), std::string::npos) << cxx.out;
+  for (const char* prog : {"outside_cxx", "outside_cxx_pp"}) {
+    auto cxx = run_process({kWork + "/" + prog}, run_env(d), {}, 60s);
+    EXPECT_EQ(cxx.exit_code, 0) << prog << cxx.out << cxx.err;
+    EXPECT_NE(cxx.out.find("caught ENOENT\noutside C++: ok"), std::string::npos) << prog << cxx.out;
+  }
+  auto ppflags = sh(pc + "--cflags kbus++", pkg_env());
+  EXPECT_EQ(ppflags.code, 0) << ppflags.out;
+  EXPECT_NE(ppflags.out.find("-std=c++20"), std::string::npos) << ppflags.out;
+  EXPECT_EQ(sh(pc + "--modversion kbus++", pkg_env()).out, KBUS_VERSION "\n");
 
   // kmsg and kspeed, built outside from unchanged sources, work.
   Ksock listener = d.open(0);

@@ -4,8 +4,14 @@
 // can drop root once its sockets exist. Needs root (to create the users
 // and to switch to them); skipped with a message otherwise.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -119,8 +125,9 @@ TEST_F(AccessTest, BadAccessOptionsAreRefusedAtStart) {
 }
 
 // --user: the daemon creates its sockets as root, then runs as that user for
-// good; NEWDEVICE still works (the directory is handed over) and new
-// sockets get the configured group and mode.
+// good (KbusdProcess waits for its readiness, which comes only after the
+// drop: docs/reliability.md §7); NEWDEVICE still works (the directory is
+// handed over) and new sockets get the configured group and mode.
 TEST_F(AccessTest, DropsRootAfterCreatingItsSockets) {
   KbusdProcess d(dir, 1, {"--user", a.name, "--group", b.name, "--mode", "0660"});
   const std::string uids = proc_status_field(d.pid(), "Uid");
@@ -161,6 +168,69 @@ TEST_F(AccessTest, DropsRootAfterCreatingItsSockets) {
   EXPECT_EQ(d.stop(), 0) << d.log();
   EXPECT_FALSE(std::filesystem::exists(dir + "/kbus0"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/kbus1"));
+}
+
+// docs/reliability.md §7 (DESIGN.md §8): READY=1 goes to $NOTIFY_SOCKET
+// (here an abstract "@name" socket) only once the sockets exist and root is
+// dropped: the datagram's own credentials carry the new uid.
+TEST_F(AccessTest, ReadyIsNotifiedOnlyAfterRootIsDropped) {
+  const std::string name = "@kbus-test-ready-" + std::to_string(::getpid());
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  const int on = 1;
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on), 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path + 1, name.data() + 1, name.size() - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr),
+                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size())),
+            0)
+      << std::strerror(errno);
+
+  const KbusdChild c = spawn_kbusd(
+      {"--devices", "2", "--dir", dir, "--user", a.name, "--group", b.name, "--mode", "0660"},
+      dir + "/kbusd.log", {{"NOTIFY_SOCKET", name}});
+  ::close(c.ready_fd);
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 30000), 1) << "no READY=1 within 30 s";
+  char buf[512];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  iovec iov{buf, sizeof buf};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t n = ::recvmsg(fd, &msg, 0);
+  ASSERT_GT(n, 0);
+  // At this moment: the sockets exist (made as root) and the daemon runs as a.
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)).rfind("READY=1\n", 0), 0u);
+  const cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  ASSERT_NE(cm, nullptr);
+  ASSERT_EQ(cm->cmsg_type, SCM_CREDENTIALS);
+  ucred cred{};
+  std::memcpy(&cred, CMSG_DATA(cm), sizeof cred);
+  EXPECT_EQ(cred.pid, c.pid);
+  EXPECT_EQ(cred.uid, a.uid);
+  EXPECT_EQ(cred.gid, a.gid);
+  for (const char* sock : {"/kbus0", "/kbus1"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir + sock).c_str(), &st), 0) << sock;
+    EXPECT_EQ(st.st_uid, 0u) << sock;
+  }
+  std::istringstream u(proc_status_field(c.pid, "Uid"));
+  unsigned real = 0, eff = 0;
+  u >> real >> eff;
+  EXPECT_EQ(eff, a.uid);
+  EXPECT_EQ(open_as(b, 1).rfind("ok", 0), 0u);
+  ::kill(c.pid, SIGTERM);
+  pollfd q{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&q, 1, 30000), 1);
+  const ssize_t m = ::recv(fd, buf, sizeof buf, 0);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(m, 0))), "STOPPING=1");
+  EXPECT_EQ(wait_for_exit(c.pid, std::chrono::seconds(30)), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/kbus0"));
+  ::close(fd);
 }
 
 }  // namespace

@@ -32,16 +32,6 @@ std::optional<TestUser> lookup(const std::string& name) {
   return TestUser{name, pw->pw_uid, pw->pw_gid};
 }
 
-bool can_connect(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
 int log_counter = 0;
 
 }  // namespace
@@ -95,40 +85,10 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 KbusdProcess::KbusdProcess(const std::string& dir, int devices, std::vector<std::string> args) {
   log_ = dir + "/kbusd-" + std::to_string(++log_counter) + ".log";
-  std::vector<std::string> argv = {kbusd_path(), "--devices", std::to_string(devices), "--dir", dir};
+  std::vector<std::string> argv = {"--devices", std::to_string(devices), "--dir", dir};
   argv.insert(argv.end(), args.begin(), args.end());
-  std::fflush(nullptr);
-  pid_ = ::fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    ::close_range(3, ~0U, 0);
-    std::vector<char*> v;
-    for (auto& a : argv) v.push_back(a.data());
-    v.push_back(nullptr);
-    ::execv(v[0], v.data());
-    ::_exit(127);
-  }
-  const std::string last = dir + "/kbus" + std::to_string(devices - 1);
-  const bool up = eventually(
-      [&] {
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-          pid_ = -1;
-          return true;
-        }
-        return can_connect(last);
-      },
-      std::chrono::seconds(10));
-  if (!up || pid_ < 0) {
-    const std::string text = log();
-    kill_hard();
-    throw std::runtime_error("kbusd did not start: " + text);
-  }
+  // docs/reliability.md §7: ready means serving with root dropped.
+  pid_ = start_kbusd(argv, log_);
 }
 
 KbusdProcess::~KbusdProcess() { kill_hard(); }

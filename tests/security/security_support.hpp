@@ -29,7 +29,8 @@ std::optional<std::pair<TestUser, TestUser>> test_users(std::string& why);
 void become(const TestUser& u);
 
 // kbusd started as a child with `--dir dir` plus `args`, its output in
-// dir/kbusd-<n>.log; waits (bounded) until bus `devices-1` accepts.
+// dir/kbusd-<n>.log; waits (bounded) for its readiness (--ready-fd,
+// docs/reliability.md §7): it serves, and has dropped root if told to.
 class KbusdProcess {
  public:
   KbusdProcess(const std::string& dir, int devices, std::vector<std::string> args = {});

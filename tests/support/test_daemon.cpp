@@ -6,10 +6,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/inotify.h>
-#include <sys/syscall.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,17 +22,11 @@ namespace kbus::test {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-bool can_connect(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace
@@ -44,63 +34,98 @@ bool can_connect(const std::string& path) {
 std::string kbusd_path() { return KBUSD_PATH; }
 std::string kbus_cli_path() { return KBUS_CLI_PATH; }
 
-TestDaemon::TestDaemon(int devices, std::vector<std::string> extra_args) {
-  char tmpl[] = "/tmp/kbus-test-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
-  dir_ = tmpl;
-
-  std::vector<std::string> args = {kbusd_path(), "--devices", std::to_string(devices), "--dir",
-                                   dir_};
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
-  const std::string log_path = dir_ + "/kbusd.log";
+KbusdChild spawn_kbusd(const std::vector<std::string>& args, const std::string& log_path,
+                       const std::vector<std::pair<std::string, std::string>>& env) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  std::vector<std::string> argv = {kbusd_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--ready-fd");
+  argv.push_back("3");
   std::fflush(nullptr);
-  pid_ = ::fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    // The daemon's log (and any sanitizer report) goes to a file, shown
-    // when the test fails.
-    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    // The daemon's log (and any sanitizer report) goes to a file.
+    const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log >= 0) {
       ::dup2(log, 1);
       ::dup2(log, 2);
     }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
+    // The write end becomes fd 3 (dup2 clears close-on-exec); nothing else
+    // is inherited.
+    if (p[1] == 3) {
+      ::fcntl(3, F_SETFD, 0);
+    } else {
+      ::dup2(p[1], 3);
+    }
+    ::close_range(4, ~0U, 0);
+    ::unsetenv("NOTIFY_SOCKET");
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> v;
+    for (auto& a : argv) v.push_back(a.data());
+    v.push_back(nullptr);
+    ::execv(v[0], v.data());
     ::_exit(127);
   }
+  ::close(p[1]);
+  return {pid, p[0]};
+}
 
-  // Wait until the last bus accepts connections: the daemon creates its
-  // buses in order, so then all of them do. Bounded: 10 s.
-  const std::string last = dir_ + "/kbus" + std::to_string(devices - 1);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  // Woken by the creation of files in the directory; the short timeout
-  // covers the moment between the daemon's bind() and listen().
-  int ino = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (ino >= 0) ::inotify_add_watch(ino, dir_.c_str(), IN_CREATE | IN_MOVED_TO);
-  struct InotifyCloser {
-    int fd;
-    ~InotifyCloser() {
-      if (fd >= 0) ::close(fd);
-    }
-  } closer{ino};
+Readiness wait_ready(int ready_fd, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (can_connect(last)) break;
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      throw std::runtime_error("kbusd exited during start-up");
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Readiness::timeout;
+    pollfd p{ready_fd, POLLIN, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return Readiness::timeout;
+    char byte = 0;
+    ssize_t r;
+    do r = ::read(ready_fd, &byte, 1);
+    while (r < 0 && errno == EINTR);
+    ::close(ready_fd);
+    return r == 1 ? Readiness::ready : Readiness::failed;
+  }
+}
+
+pid_t start_kbusd(const std::vector<std::string>& args, const std::string& log_path) {
+  const KbusdChild c = spawn_kbusd(args, log_path);
+  switch (wait_ready(c.ready_fd, std::chrono::seconds(30))) {
+    case Readiness::ready:
+      return c.pid;
+    case Readiness::failed: {
+      const int code = wait_for_exit(c.pid, std::chrono::seconds(10));
+      if (code == -1) {
+        ::kill(c.pid, SIGKILL);
+        ::waitpid(c.pid, nullptr, 0);
+      }
+      throw std::runtime_error("kbusd did not start (exit " + std::to_string(code) +
+                               "): " + read_file(log_path));
     }
-    if (Clock::now() >= deadline) {
-      stop();
-      throw std::runtime_error("kbusd did not start within 10 s");
-    }
-    pollfd p{ino, POLLIN, 0};
-    ::poll(&p, ino >= 0 ? 1 : 0, 20);
-    char buf[4096];
-    while (ino >= 0 && ::read(ino, buf, sizeof buf) > 0) {
-    }
+    case Readiness::timeout:
+      break;
+  }
+  ::close(c.ready_fd);
+  ::kill(c.pid, SIGKILL);
+  ::waitpid(c.pid, nullptr, 0);
+  throw std::runtime_error("kbusd did not signal readiness within 30 s: " + read_file(log_path));
+}
+
+TestDaemon::TestDaemon(int devices, std::vector<std::string> extra_args) {
+  char tmpl[] = "/tmp/kbus-test-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  std::vector<std::string> args = {"--devices", std::to_string(devices), "--dir", dir_};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  try {
+    pid_ = start_kbusd(args, dir_ + "/kbusd.log");
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    throw;
   }
 }
 
@@ -126,12 +151,7 @@ int TestDaemon::stop() {
   return code;
 }
 
-std::string TestDaemon::log() const {
-  std::ifstream in(dir_ + "/kbusd.log");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string TestDaemon::log() const { return read_file(dir_ + "/kbusd.log"); }
 
 void TestDaemon::kill_hard() {
   if (pid_ <= 0) return;
