@@ -147,6 +147,11 @@ install(FILES ${PROJECT_BINARY_DIR}/kbus.pc DESTINATION ${KBUS_PKGCONFIG_DIR})
 configure_file(${PROJECT_SOURCE_DIR}/cmake/kbus++.pc.in ${PROJECT_BINARY_DIR}/kbus++.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/kbus++.pc DESTINATION ${KBUS_PKGCONFIG_DIR})
 
+# The documents the headers and man pages cite (docs/protocol.md,
+# KBUS-SPEC.md, decisions.md ...), so that their references resolve in an
+# installation too: PREFIX/share/doc/kbus.
+file(GLOB KBUS_DOCS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/docs/*.md)
+install(FILES ${KBUS_DOCS} DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/docs/man/kbusd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES ${PROJECT_SOURCE_DIR}/docs/man/kbus.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 

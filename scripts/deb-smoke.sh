@@ -47,7 +47,9 @@ for f in usr/bin/kbusd usr/bin/kbus usr/bin/kbus-limpet lib/systemd/system/kbusd
          "usr/lib/$multiarch/cmake/kbus/kbusConfig.cmake" usr/include/libkbus/kbus.h \
          usr/include/kbus/ksock.hpp usr/lib/python3/dist-packages/kbus/__init__.py \
          usr/share/bash-completion/completions/kbus usr/share/bash-completion/completions/kbusd \
-         usr/share/zsh/vendor-completions/_kbus; do
+         usr/share/zsh/vendor-completions/_kbus usr/include/cppkbus/cppkbus.h \
+         usr/include/libkbus/limpet.h usr/include/libkbus/linux/kbus_defns.h \
+         "usr/lib/$multiarch/libkbus-dev.so" usr/share/doc/kbus/KBUS-SPEC.md; do
   [ -e "$root/$f" ] || fail "$f is in no package"
 done
 ok "the packages hold every file"

@@ -11,9 +11,10 @@
 //                   original KBUS errno) on failure;
 //   * `try_op(...)` returns kbus::Result<T> and never throws.
 // The errors each operation can report are those of KBUS-SPEC.md §4-§5 and
-// §13.5. In addition, any call can fail with Errc::econnreset or Errc::epipe
-// if the daemon went away, Errc::eproto if it broke the protocol, and
-// Errc::ebadf on a closed (default-constructed or moved-from) Ksock.
+// §13.5. In addition, any call can fail with Errc::econnreset if the
+// daemon went away (never Errc::epipe: that is KBUS's "not that replier"),
+// Errc::eproto if it broke the protocol, and Errc::ebadf on a closed
+// (default-constructed or moved-from) Ksock.
 //
 // A Ksock is a resource: move-only, closed by its destructor (which is the
 // original CLOSE, §7.2).

@@ -12,8 +12,10 @@
  *
  *   - Functions return 0 on success or a negative errno (-EBADMSG, ...),
  *     with the errno values of KBUS-SPEC.md §4-§5 and §13.5, except where a
- *     function says otherwise. In addition -ECONNRESET or -EPIPE mean that
- *     kbusd went away, -EPROTO that it broke the protocol.
+ *     function says otherwise. In addition -ECONNRESET means that kbusd
+ *     went away (stopped or crashed: open the Ksock again once it is back;
+ *     never -EPIPE, which keeps its KBUS meaning), -EPROTO that it broke the
+ *     protocol.
  *   - A kbus_ksock_t is a file descriptor. It is readable (poll/select)
  *     exactly when the Ksock's message queue is non-empty, and writable
  *     exactly when it was opened for writing and no ALL_OR_WAIT send is
@@ -212,8 +214,8 @@ KBUS_EXPORT int kbus_ksock_send_msg(kbus_ksock_t ksock, const kbus_message_t *ms
  * wait for the Ksock to be writable before sending the rest. Failures that
  * are no message's leave *attempted at the messages tried before them:
  * -EBADF for a bad ksock and -EFAULT for a NULL msgs (count > 0) with
- * *attempted 0; -ECONNRESET, -EPIPE or -EPROTO when kbusd went away or broke
- * the protocol. count 0 sends nothing and returns 0. */
+ * *attempted 0; -ECONNRESET or -EPROTO when kbusd went away or broke the
+ * protocol. count 0 sends nothing and returns 0. */
 KBUS_EXPORT int kbus_ksock_send_msgs(kbus_ksock_t ksock, kbus_message_t *const msgs[],
 				     size_t count, kbus_msg_id_t *msg_ids, size_t *attempted);
 

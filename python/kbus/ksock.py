@@ -129,6 +129,24 @@ def _error(status):
     return OSError(e, os.strerror(e))
 
 
+class DaemonGone(ConnectionResetError):
+    """kbusd went away (it stopped or crashed) while this Ksock was open.
+
+    Raised by every call on the Ksock from then on, with ``errno`` ECONNRESET
+    -- never EPIPE, which KBUS uses for a Stateful Request whose replier is
+    not the one it named. Open a new Ksock once kbusd is back."""
+
+
+def _connection_error(err, text):
+    """The exception for a broken connection: DaemonGone when the daemon hung
+    up (ECONNRESET, or EPIPE from a send), else OSError."""
+    if err in (errno.ECONNRESET, errno.EPIPE):
+        return DaemonGone(errno.ECONNRESET,
+                          'kbusd went away (%s): open the Ksock again once it '
+                          'is back' % text)
+    return OSError(err, text)
+
+
 # Where kbusd.service serves the system's buses.
 SYSTEM_KBUS_DIR = '/run/kbus'
 
@@ -253,7 +271,7 @@ class _Slot(object):
 
     def check(self):
         if self.error is not None:
-            raise OSError(*self.error)
+            raise _connection_error(*self.error)
 
 
 class Ksock(object):
@@ -432,7 +450,7 @@ class Ksock(object):
             try:
                 while True:
                     if self._broken is not None:
-                        raise OSError(*self._broken)
+                        raise _connection_error(*self._broken)
                     held = self._held
                     if held is None or (not held.gate and kind != _WAIT):
                         break
@@ -466,7 +484,8 @@ class Ksock(object):
                 self._sock.sendall(frame)
             except OSError as e:
                 self._fail(e)
-                raise
+                raise _connection_error(e.errno or errno.EPROTO,
+                                        e.strerror or str(e)) from None
         finally:
             send_lock.release()
         return True
@@ -590,7 +609,7 @@ class Ksock(object):
         self._send(slot, frame, _PLAIN)
         self._await(slot)
         if slot.error is not None:
-            raise OSError(*slot.error)
+            raise _connection_error(*slot.error)
         return slot.status, slot.payload
 
     def _op(self, frame):
@@ -600,7 +619,7 @@ class Ksock(object):
         self._send(slot, frame, _PLAIN)
         self._await(slot)
         if slot.error is not None:
-            raise OSError(*slot.error)
+            raise _connection_error(*slot.error)
         if slot.status < 0:
             raise _error(slot.status)
         return slot.status, slot.payload

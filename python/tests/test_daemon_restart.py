@@ -1,7 +1,8 @@
 """Daemon restart with the Python client (docs/reliability.md §6): when
-kbusd stops or dies, every call on an open Ksock raises OSError at once
-(ECONNRESET or EPIPE), opening raises ENOENT, and once kbusd is back on the
-same directory new Ksocks work."""
+kbusd stops or dies, every call on an open Ksock raises kbus.DaemonGone at
+once (a ConnectionResetError, errno ECONNRESET -- never EPIPE, which is
+KBUS's "not the replier you named"), opening raises ENOENT, and once kbusd
+is back on the same directory new Ksocks work."""
 
 import errno
 import os
@@ -13,9 +14,7 @@ import time
 import pytest
 
 from conftest import kbusd_path, start_ready
-from kbus import Ksock, Message
-
-GONE = (errno.ECONNRESET, errno.EPIPE)
+from kbus import DaemonGone, Ksock, Message
 
 
 def start(d):
@@ -42,9 +41,11 @@ def test_calls_fail_at_once_and_clients_reopen(sig):
                      lambda: k.read_next_msg(),
                      lambda: k.wait_for_msg(1),
                      lambda: k.bind('$.Again')):
-            with pytest.raises(OSError) as e:
+            with pytest.raises(DaemonGone) as e:
                 call()
-            assert e.value.errno in GONE
+            assert e.value.errno == errno.ECONNRESET
+            assert isinstance(e.value, ConnectionResetError)
+            assert 'kbusd went away' in str(e.value)
         with pytest.raises(OSError) as e:
             Ksock(0)
         assert e.value.errno == errno.ENOENT

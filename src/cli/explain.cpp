@@ -100,9 +100,8 @@ std::string body(int err, const Context& c) {
                "reported; try again once it has read";
       }
       break;
-    case EPIPE:
     case ECONNRESET:
-      return "kbusd went away (the bus socket " + c.path + " closed)";
+      return "kbusd went away (the bus socket " + c.path + " closed): it stopped or crashed";
     default:
       break;
   }

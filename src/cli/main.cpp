@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -197,6 +198,39 @@ bool wait_readable(const Ksock& k, const util::SignalPipe& stop,
   }
 }
 
+// After kbusd went away (ECONNRESET): says so, then waits for a kbusd to
+// serve the bus again, retrying to open it every 100 ms .. 2 s (backing
+// off), and sets the new Ksock up as before with `setup` (binding again).
+// False if a stop signal came first. Other failures end the command.
+bool reconnect(Ksock& k, const Common& c, Mode mode, const util::SignalPipe& stop,
+               const std::string& what, const std::function<void(Ksock&)>& setup) {
+  const std::string path = bus_path(c);
+  std::fprintf(stderr,
+               "kbus %s: kbusd went away (%s); waiting for it to come back (--no-reconnect to "
+               "exit instead)\n",
+               what.c_str(), path.c_str());
+  k.close();
+  int backoff_ms = 100;
+  for (;;) {
+    pollfd p{stop.fd(), POLLIN, 0};
+    int rc = ::poll(&p, 1, backoff_ms);
+    if (rc < 0 && errno != EINTR) throw Error(errno, "poll");
+    if (stop.stopped() || (rc > 0 && (p.revents & POLLIN))) return false;
+    auto r = Ksock::try_open(c.bus, mode, c.dir);
+    if (r) {
+      k = std::move(*r);
+      setup(k);
+      std::fprintf(stderr, "kbus %s: kbusd is back (%s): Ksock %u, bound again\n", what.c_str(),
+                   path.c_str(), k.id());
+      return true;
+    }
+    if (r.error() != Errc::enoent && r.error() != Errc::econnreset) {
+      throw CommandFailed{report_failure(what, to_errno(r.error()), context(c, Context::Step::kOpen))};
+    }
+    backoff_ms = std::min(2 * backoff_ms, 2000);
+  }
+}
+
 // ---- commands ----
 
 int cmd_send(const Common& c, const std::string& name, const std::optional<std::string>& data,
@@ -246,6 +280,7 @@ struct ListenOptions {
   bool json = false;
   bool timestamps = false;
   std::uint32_t max_messages = 1000;  // the Ksock's queue (MAXMSGS); 0: the bus default
+  bool reconnect = true;              // wait for kbusd to come back if it goes
 };
 
 void print_received(const Message& m, const ListenOptions& o) {
@@ -261,12 +296,18 @@ void print_received(const Message& m, const ListenOptions& o) {
 
 int cmd_listen(const Common& c, const std::vector<std::string>& names, const ListenOptions& o) {
   Ksock k = open_or_fail(c, Mode::read, "listen");
-  if (o.max_messages) {
-    auto r = k.try_set_max_messages(o.max_messages);
-    if (!r) return report_failure("listen: --max-messages", to_errno(r.error()), context(c, Context::Step::kOther));
-  }
+  auto setup = [&](Ksock& ks) {
+    if (o.max_messages) {
+      auto r = ks.try_set_max_messages(o.max_messages);
+      if (!r) {
+        throw CommandFailed{report_failure("listen: --max-messages", to_errno(r.error()),
+                                           context(c, Context::Step::kOther))};
+      }
+    }
+    for (const auto& n : names) bind_or_fail(ks, c, n, false, "listen");
+  };
+  setup(k);
   const std::uint32_t limit = k.max_messages();
-  for (const auto& n : names) bind_or_fail(k, c, n, false, "listen");
   util::SignalPipe stop;
   long got = 0;
   while (o.count <= 0 || got < o.count) {
@@ -274,6 +315,10 @@ int cmd_listen(const Common& c, const std::vector<std::string>& names, const Lis
     std::uint32_t want = limit ? limit : 1;
     if (o.count > 0) want = static_cast<std::uint32_t>(std::min<long>(want, o.count - got));
     auto batch = k.try_read_msgs(want);
+    if (!batch && batch.error() == Errc::econnreset && o.reconnect) {
+      if (!reconnect(k, c, Mode::read, stop, "listen", setup)) break;
+      continue;
+    }
     if (!batch) return report_failure("listen", to_errno(batch.error()), context(c, Context::Step::kOther));
     if (limit && batch->size() >= limit) {
       // The queue held all it may: KBUS drops what a full listener cannot
@@ -325,14 +370,19 @@ int cmd_request(const Common& c, const std::string& name, const std::optional<st
 }
 
 int cmd_reply(const Common& c, const std::string& name, const std::optional<std::string>& data,
-              const std::optional<std::string>& exec, long count, bool json) {
+              const std::optional<std::string>& exec, long count, bool json, bool reconnects) {
   Ksock k = open_or_fail(c, Mode::read_write, "reply");
-  bind_or_fail(k, c, name, true, "reply");
+  auto setup = [&](Ksock& ks) { bind_or_fail(ks, c, name, true, "reply"); };
+  setup(k);
   util::SignalPipe stop;
   long answered = 0;
   while (count <= 0 || answered < count) {
     if (!wait_readable(k, stop, std::nullopt)) break;
     auto r = k.try_read_next_msg();
+    if (!r && r.error() == Errc::econnreset && reconnects) {
+      if (!reconnect(k, c, Mode::read_write, stop, "reply", setup)) break;
+      continue;
+    }
     if (!r) return report_failure("reply", to_errno(r.error()), context(c, Context::Step::kOther));
     if (!*r) continue;
     const Message& req = **r;
@@ -570,6 +620,9 @@ int run(int argc, char** argv) {
   listen->add_option("--count", count, "stop after N messages");
   listen->add_flag("--json", json, "one JSON object per line");
   listen->add_flag("-t,--timestamps", lo.timestamps, "prefix each message with the UTC time it was printed");
+  bool no_reconnect = false;
+  listen->add_flag("--no-reconnect", no_reconnect,
+                   "exit (status 1) if kbusd goes away, instead of waiting for it and binding again");
   listen->add_option("--max-messages", lo.max_messages,
                      "queue up to N messages for this listener (default 1000; 0: the bus default, 100); "
                      "KBUS drops what a full queue cannot take, and listen says so");
@@ -587,6 +640,8 @@ int run(int argc, char** argv) {
   add_common(reply, common);
   reply->add_option("--count", count, "stop after answering N requests");
   reply->add_flag("--json", json, "print each request as JSON");
+  reply->add_flag("--no-reconnect", no_reconnect,
+                  "exit (status 1) if kbusd goes away, instead of waiting for it and binding again");
   auto* exec_opt =
       reply->add_option("--exec", exec, "answer with the stdout of /bin/sh -c CMD (request data on stdin)");
   reply->add_option("NAME", name, "message name to answer")->required();
@@ -643,10 +698,11 @@ int run(int argc, char** argv) {
     if (listen->parsed()) {
       lo.count = count;
       lo.json = json;
+      lo.reconnect = !no_reconnect;
       return cmd_listen(common, names, lo);
     }
     if (request->parsed()) return cmd_request(common, name, data, timeout, to, json);
-    if (reply->parsed()) return cmd_reply(common, name, data, exec, count, json);
+    if (reply->parsed()) return cmd_reply(common, name, data, exec, count, json, !no_reconnect);
     const ReportForm form = raw ? ReportForm::kRaw : json ? ReportForm::kJson : ReportForm::kText;
     if (bindings->parsed()) return cmd_report(common, false, form);
     if (stats->parsed()) return cmd_report(common, true, form);

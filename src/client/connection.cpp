@@ -8,8 +8,8 @@
 // reader, and copied to the slots in order. Reads always use recvmsg(), so
 // the POLLFD reply's SCM_RIGHTS descriptor is received whichever thread
 // reads it. EINTR is retried everywhere; the daemon hanging up is reported
-// as ECONNRESET (EOF or ECONNRESET from recv) or EPIPE (from send), never as
-// a signal.
+// as ECONNRESET (EOF, or ECONNRESET or EPIPE from the socket), never as a
+// signal and never as EPIPE, which is KBUS's own "not that replier".
 #include "client/connection.hpp"
 #include "protocol/ops.hpp"
 
@@ -94,6 +94,9 @@ Errc errc_from_errno(int err) noexcept {
     case ECONNREFUSED:  // a socket file with no daemon behind it
     case ENOENT:
       return Errc::enoent;
+    case EPIPE:  // a send to a daemon that has gone: "kbusd went away", never
+                 // KBUS's EPIPE (a Stateful Request's replier is not `to`)
+      return Errc::econnreset;
     default:
       return static_cast<Errc>(err);
   }
@@ -171,8 +174,9 @@ void Connection::close() noexcept {
     }
   }
   // Wake whoever is still in recv(), send() or poll() on the socket, and
-  // wait for every thread to leave before the descriptors go.
-  ::shutdown(sock_, SHUT_RDWR);
+  // wait for every thread to leave before the descriptors go. Not for an
+  // abandoned copy: the socket is shared with the process that keeps it.
+  if (!abandoned_) ::shutdown(sock_, SHUT_RDWR);
   std::unique_lock<std::mutex> lk(mu_);
   cv_.notify_all();
   ++waiting_;

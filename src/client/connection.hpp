@@ -124,7 +124,11 @@ class Connection {
 
   // Makes the destructor close the descriptors without shutting the socket
   // down (Ksock::abandon): another process sharing it keeps the connection.
-  void abandon() noexcept { broken_ = Errc::ebadf; }
+  // (Only in a forked child, where no other thread runs: no lock.)
+  void abandon() noexcept {
+    abandoned_ = true;
+    broken_ = Errc::ebadf;
+  }
 
   // Pointy message support (KBUS-SPEC.md §3.4): name+data kept for SEND.
   // Per connection, as the daemon's write parser is.
@@ -177,6 +181,7 @@ class Connection {
   bool reading_ = false;  // a thread is the reader
   int waiting_ = 0;       // threads waiting on cv_
   Errc broken_ = Errc::ok;
+  bool abandoned_ = false;  // abandon(): never shut the shared socket down
   std::optional<std::string> pointy_;
 
   std::atomic<bool> closed_{false};

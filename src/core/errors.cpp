@@ -61,6 +61,9 @@ constexpr Meaning kMeanings[] = {
      "On attempting to send 'to' a specific replier, the replier with that id is no longer bound "
      "to the given message's name."},
     {EFAULT, "A bad argument was passed to a KBUS operation (unreadable or malformed)."},
+    {ECONNRESET,
+     "kbusd went away (it stopped or crashed): the Ksock is closed. Open it again once kbusd is "
+     "back (kbus only; the original's device could not go away)."},
     {ENOMEM, "KBUS could not allocate the memory it needed."},
     {EAGAIN,
      "On sending an ALL_OR_WAIT message, a recipient's queue is full: the send is now pending. On "

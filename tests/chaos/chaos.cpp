@@ -645,7 +645,7 @@ int main(int argc, char** argv) {
   // ---- 4. kbus stats: no Ksock but its own
   std::string stats;
   {
-    const std::string cmd = std::string("KBUS_DIR=") + g_dir + " " + KBUS_CLI_PATH + " stats";
+    const std::string cmd = std::string("KBUS_DIR=") + g_dir + " " + KBUS_CLI_PATH + " stats --raw";
     if (FILE* p = ::popen(cmd.c_str(), "r")) {
       char buf[4096];
       std::size_t n;

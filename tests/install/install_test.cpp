@@ -97,6 +97,8 @@ TEST_F(InstallTest, InstallsEveryPart) {
       std::string(KBUS_INCLUDEDIR) + "/libkbus/kbus.h",
       std::string(KBUS_INCLUDEDIR) + "/libkbus/kbus_defns.h",
       std::string(KBUS_INCLUDEDIR) + "/libkbus/linux/kbus_defns.h",
+      // The documents the headers cite.
+      "share/doc/kbus/KBUS-SPEC.md", "share/doc/kbus/protocol.md", "share/doc/kbus/decisions.md",
       std::string(KBUS_INCLUDEDIR) + "/kbus/ksock.hpp",
       std::string(KBUS_INCLUDEDIR) + "/kbus/message.hpp",
       std::string(KBUS_INCLUDEDIR) + "/kbus/errors.hpp",

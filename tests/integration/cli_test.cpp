@@ -361,6 +361,57 @@ TEST_F(CliTest, ListenTimestampsQueueSizeAndMissedMessages) {
       << err;
 }
 
+// kbus listen and reply wait for kbusd to come back and bind again; with
+// --no-reconnect they exit 1, saying kbusd went away (ECONNRESET, never
+// EPIPE).
+TEST_F(CliTest, ListenAndReplyReconnectWhenKbusdComesBack) {
+  TestDaemon d(1);
+  const Env e = {{"KBUS_DIR", d.dir()}};
+  SpawnedProcess l(argv({"listen", "$.Back"}), e);
+  SpawnedProcess r(argv({"reply", "$.BackQ", "pong"}), e);
+  SpawnedProcess once(argv({"listen", "--no-reconnect", "$.Once"}), e);
+  auto bound = [&](SpawnedProcess& p, const std::string& line) {
+    for (int i = 0; i < 1000; ++i) {
+      auto k = d.try_open(0);
+      if (k && k->bindings_report().find(line) != std::string::npos) return true;
+      if (!p.alive()) return false;
+      p.out().ready(10ms);  // waits on the child's output, not on a clock
+    }
+    return false;
+  };
+  ASSERT_TRUE(bound(l, "L  $.Back"));
+  ASSERT_TRUE(bound(r, "R  $.BackQ"));
+  ASSERT_TRUE(bound(once, "L  $.Once"));
+  EXPECT_EQ(d.stop(), 0);
+  EXPECT_EQ(once.wait(), 1);
+  EXPECT_EQ(once.err(), "kbus listen: ECONNRESET: kbusd went away (the bus socket " + d.dir() +
+                            "/kbus0 closed): it stopped or crashed\n");
+  // A new kbusd on the same directory: both bind again by themselves.
+  const pid_t again = start_kbusd({"--devices", "1", "--dir", d.dir()}, d.dir() + "/again.log");
+  ASSERT_TRUE(bound(l, "L  $.Back"));
+  ASSERT_TRUE(bound(r, "R  $.BackQ"));
+  Ksock s = d.open(0);
+  s.send_msg(make_announcement("$.Back", "after"));
+  EXPECT_NE(l.line().find("data='after'"), std::string::npos);
+  Message rep = s.request(make_request("$.BackQ", "ping"), 10s);
+  EXPECT_EQ(rep.data, "pong");
+  s.close();
+  l.kill(SIGTERM);
+  r.kill(SIGTERM);
+  EXPECT_EQ(l.wait(), 0);
+  EXPECT_EQ(r.wait(), 0);
+  const std::string lerr = l.err();
+  EXPECT_NE(lerr.find("kbus listen: kbusd went away (" + d.dir() +
+                      "/kbus0); waiting for it to come back (--no-reconnect to exit instead)"),
+            std::string::npos)
+      << lerr;
+  EXPECT_NE(lerr.find("kbus listen: kbusd is back (" + d.dir() + "/kbus0)"), std::string::npos)
+      << lerr;
+  EXPECT_NE(r.err().find("kbus reply: kbusd is back"), std::string::npos);
+  ::kill(again, SIGTERM);
+  EXPECT_EQ(wait_for_exit(again, 10s), 0);
+}
+
 TEST_F(CliTest, ReplyFailures) {
   Ksock r = open(0);
   r.bind("$.Taken", true);
