@@ -586,6 +586,51 @@ Passthrough add_passthrough(CLI::App& app, std::string& run_dir) {
   return {limpet, run_cmd};
 }
 
+struct SendOptions {
+  bool urgent = false, all_or_fail = false, all_or_wait = false;
+};
+// `send NAME [DATA]`.
+CLI::App* add_send_command(CLI::App& app, Common& common, std::string& name,
+                           std::optional<std::string>& data, SendOptions& so) {
+  auto* send = app.add_subcommand("send", "send an Announcement; prints its id, e.g. [0:5]");
+  add_common(send, common);
+  send->add_flag("--urgent", so.urgent, "put it at the front of each queue");
+  auto* aof = send->add_flag("--all-or-fail", so.all_or_fail, "fail (EBUSY) unless all can get it");
+  auto* aow = send->add_flag("--all-or-wait", so.all_or_wait, "wait until all can get it");
+  aof->excludes(aow);
+  send->add_option("NAME", name, "message name, e.g. $.Sensors.Kitchen")->required();
+  send->add_option("DATA", data, "message data; '-' reads it from stdin");
+  return send;
+}
+
+// `bindings` and `stats`: the daemon's reports.
+struct ReportCommands {
+  CLI::App* bindings;
+  CLI::App* stats;
+};
+ReportCommands add_report_commands(CLI::App& app, Common& common, bool& json, bool& raw) {
+  auto* bindings = app.add_subcommand(
+      "bindings", "print who is bound to what (every bus, or the one -b names), with process names");
+  add_common(bindings, common);
+  bindings->add_flag("--json", json, "a JSON array of bindings");
+  bindings->add_flag("--raw", raw, "the original /proc/kbus/bindings text, byte for byte");
+  auto* stats = app.add_subcommand("stats", "print each bus's counters and Ksocks (or the one -b names)");
+  add_common(stats, common);
+  stats->add_flag("--json", json, "a JSON array, one object per bus");
+  stats->add_flag("--raw", raw, "the original /proc/kbus/stats text, byte for byte");
+  return {bindings, stats};
+}
+
+// `errno [ERRNO] [--list]`.
+CLI::App* add_errno_command(CLI::App& app, Common& common, bool& list,
+                            std::optional<std::string>& errno_arg) {
+  auto* errno_cmd = app.add_subcommand("errno", "explain an errno as KBUS uses it");
+  add_common(errno_cmd, common);  // accepted for uniformity; no bus is needed
+  errno_cmd->add_flag("--list,-l", list, "list every errno");
+  errno_cmd->add_option("ERRNO", errno_arg, "a number such as 32 or a name such as EPIPE");
+  return errno_cmd;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"kbus: send, listen, request and reply on a KBUS bus served by kbusd", "kbus"};
   app.set_version_flag("--version", std::string("kbus ") + KBUS_VERSION);
@@ -598,21 +643,15 @@ int run(int argc, char** argv) {
   std::string name;
   std::optional<std::string> data;
   std::vector<std::string> names;
-  bool urgent = false, all_or_fail = false, all_or_wait = false, json = false, list = false;
+  bool json = false, list = false;
   long count = 0;
   double timeout = 0;
   std::optional<std::uint32_t> to;
   std::optional<std::string> exec;
   std::optional<std::string> errno_arg;
 
-  auto* send = app.add_subcommand("send", "send an Announcement; prints its id, e.g. [0:5]");
-  add_common(send, common);
-  send->add_flag("--urgent", urgent, "put it at the front of each queue");
-  auto* aof = send->add_flag("--all-or-fail", all_or_fail, "fail (EBUSY) unless all can get it");
-  auto* aow = send->add_flag("--all-or-wait", all_or_wait, "wait until all can get it");
-  aof->excludes(aow);
-  send->add_option("NAME", name, "message name, e.g. $.Sensors.Kitchen")->required();
-  send->add_option("DATA", data, "message data; '-' reads it from stdin");
+  SendOptions so;
+  CLI::App* send = add_send_command(app, common, name, data, so);
 
   ListenOptions lo;
   auto* listen = app.add_subcommand("listen", "bind as listener and print each message");
@@ -649,15 +688,9 @@ int run(int argc, char** argv) {
   exec_opt->excludes(data_opt);
 
   bool raw = false;
-  auto* bindings = app.add_subcommand(
-      "bindings", "print who is bound to what (every bus, or the one -b names), with process names");
-  add_common(bindings, common);
-  bindings->add_flag("--json", json, "a JSON array of bindings");
-  bindings->add_flag("--raw", raw, "the original /proc/kbus/bindings text, byte for byte");
-  auto* stats = app.add_subcommand("stats", "print each bus's counters and Ksocks (or the one -b names)");
-  add_common(stats, common);
-  stats->add_flag("--json", json, "a JSON array, one object per bus");
-  stats->add_flag("--raw", raw, "the original /proc/kbus/stats text, byte for byte");
+  const ReportCommands reports = add_report_commands(app, common, json, raw);
+  CLI::App* bindings = reports.bindings;
+  CLI::App* stats = reports.stats;
   std::optional<std::uint32_t> max_size;
   auto* maxsize = app.add_subcommand("max-size", "print the bus's maximum message size, or set it (MAXMSGSIZE)");
   add_common(maxsize, common);
@@ -668,10 +701,7 @@ int run(int argc, char** argv) {
   auto* newdev = app.add_subcommand("new-device", "create the next bus and print its number");
   add_common(newdev, common);
 
-  auto* errno_cmd = app.add_subcommand("errno", "explain an errno as KBUS uses it");
-  add_common(errno_cmd, common);  // accepted for uniformity; no bus is needed
-  errno_cmd->add_flag("--list,-l", list, "list every errno");
-  errno_cmd->add_option("ERRNO", errno_arg, "a number such as 32 or a name such as EPIPE");
+  CLI::App* errno_cmd = add_errno_command(app, common, list, errno_arg);
 
   std::string run_dir;
   const Passthrough pass = add_passthrough(app, run_dir);
@@ -694,7 +724,7 @@ int run(int argc, char** argv) {
   }
 
   try {
-    if (send->parsed()) return cmd_send(common, name, data, urgent, all_or_fail, all_or_wait);
+    if (send->parsed()) return cmd_send(common, name, data, so.urgent, so.all_or_fail, so.all_or_wait);
     if (listen->parsed()) {
       lo.count = count;
       lo.json = json;
