@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 
 #include "support/child_process.hpp"
@@ -121,23 +122,54 @@ int LoggedProcess::wait_exit(std::chrono::milliseconds timeout) {
   return rc;
 }
 
+// A port nobody is listening on, below the kernel's ephemeral range: the
+// ports of outgoing connections (the bridges' own, other tests') come from
+// that range, so a port picked there could be taken before nats-server binds
+// it. Randomised, so concurrent tests rarely pick the same; the cluster is
+// started again with fresh ports if one is taken all the same.
 int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind");
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
+  int low = 32768;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    int lo = 0, hi = 0;
+    if (std::fscanf(f, "%d %d", &lo, &hi) == 2 && lo > 12000) low = lo;
+    std::fclose(f);
+  }
+  static std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(10000, low - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = pick(rng);
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) throw std::runtime_error("socket");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(s);
+    if (ok) return port;
+  }
+  throw std::runtime_error("no free port below the ephemeral range");
 }
 
 NatsCluster::NatsCluster(int n) {
   char tmpl[] = "/tmp/kbus-nats-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
   dir_ = tmpl;
+  std::string log;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (start(n, log)) return;
+    // A port was taken between picking and binding: again, with new ports.
+    if (log.find("address already in use") == std::string::npos) break;
+  }
+  std::string cmd = "rm -rf '" + dir_ + "'";
+  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "cannot remove %s\n", dir_.c_str());
+  throw std::runtime_error("nats-server did not start:\n" + log);
+}
+
+bool NatsCluster::start(int n, std::string& log) {
+  nodes_.clear();
+  client_ports_.clear();
+  route_ports_.clear();
   for (int i = 0; i < n; ++i) {
     client_ports_.push_back(free_port());
     route_ports_.push_back(free_port());
@@ -160,13 +192,12 @@ NatsCluster::NatsCluster(int n) {
   }
   for (auto& node : nodes_) {
     if (node->wait_for("Server is ready") < 0) {
-      std::string log = node->all();
-      nodes_.clear();  // (the destructor does not run for a throwing constructor)
-      std::string cmd = "rm -rf '" + dir_ + "'";
-      if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "cannot remove %s\n", dir_.c_str());
-      throw std::runtime_error("nats-server did not start:\n" + log);
+      log = node->all();
+      nodes_.clear();
+      return false;
     }
   }
+  return true;
 }
 
 NatsCluster::~NatsCluster() {

@@ -72,6 +72,8 @@ class NatsCluster {
   LoggedProcess& node(int i) { return *nodes_[i]; }
 
  private:
+  // Starts n nodes on fresh ports: false (and a node's log) if one failed.
+  bool start(int n, std::string& log);
   std::string dir_;
   std::vector<int> client_ports_, route_ports_;
   std::vector<std::unique_ptr<LoggedProcess>> nodes_;
