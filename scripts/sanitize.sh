@@ -38,7 +38,8 @@ case "$kind" in
     # Not the bridge tests (label "bridge"): under LeakSanitizer kbus-bridge's
     # exit status on SIGTERM becomes 1 (a leak report at exit, inside or
     # around libnats), which the tests read as a wrong exit status. The
-    # bridge's own ASan check is a manual run for now (docs/fleet.md).
+    # bridge's own ASan check is a manual run for now (docs/fleet.md,
+    # "Sanitizers").
     (cd "$build" && ctest --output-on-failure -j2 --timeout 600 -LE bridge) || status=1
     if [ -d python/tests ]; then
       echo "== ASan+UBSan: Python tests against the sanitized kbusd"
