@@ -154,7 +154,8 @@ SYSTEM_KBUS_DIR = '/run/kbus'
 def kbus_dir(which=None):
     """The directory holding the bus sockets (docs/protocol.md section 1):
     $KBUS_DIR, else /run/kbus for root, else $XDG_RUNTIME_DIR/kbus, else
-    /tmp/kbus-<uid>. Given a bus number ``which``, a user other than root
+    /tmp/kbus-<effective uid>: the rule of src/util/dirs.hpp, which kbusd
+    and the C/C++ clients use (docs/decisions.md D24). Given a bus number ``which``, a user other than root
     whose directory has no socket for that bus falls back to the system
     bus directory (/run/kbus) if that has one."""
     d = os.environ.get('KBUS_DIR')
@@ -166,7 +167,7 @@ def kbus_dir(which=None):
     if x:
         user = os.path.join(x, 'kbus')
     else:
-        user = '/tmp/kbus-%d' % os.getuid()
+        user = '/tmp/kbus-%d' % os.geteuid()
     if which is not None and which >= 0:
         import stat
         name = 'kbus%d' % which

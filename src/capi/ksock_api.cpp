@@ -35,6 +35,7 @@
 #include "capi/translate.hpp"
 #include "capi/write_send.hpp"
 #include "libkbus/kbus.h"
+#include "protocol/ops.hpp"
 
 using kbus::Errc;
 using kbus::Ksock;
@@ -98,11 +99,11 @@ bool message_bytes(const kbus_message_t* msg, std::string& out) {
 // ---- frame sizes ----
 //
 // kbusd disconnects a client whose request frame is longer than its
-// --max-frame-size, which it keeps at least 1024 bytes above its absolute
-// maximum message size (itself at least 100). So a frame of up to
-// kFrameAlwaysAccepted bytes (after the length field) is accepted by every
-// kbusd, and one of up to abs_max + 1024 by this one.
-constexpr std::uint64_t kFrameAlwaysAccepted = 1024 + 100;
+// --max-frame-size; the rule it keeps (protocol::frame_budget,
+// docs/protocol.md §2) says a frame of up to kMinFrameBudget bytes (after
+// the length field) is accepted by every kbusd, and one of up to
+// frame_budget(abs_max) by this one.
+constexpr std::uint64_t kFrameAlwaysAccepted = kbus::protocol::kMinFrameBudget;
 constexpr std::uint64_t kOpLen = 4;  // the op word, counted in the frame length
 
 kbus::Result<std::uint32_t> abs_max_msg_size(KsockEntry& e) {
@@ -127,7 +128,7 @@ kbus::Result<bool> oversize(KsockEntry& e, std::uint64_t len) {
 kbus::Result<std::uint64_t> frame_limit(KsockEntry& e) {
   auto abs_max = abs_max_msg_size(e);
   if (!abs_max) return abs_max.error();
-  return std::uint64_t{*abs_max} + 1024;
+  return std::uint64_t{kbus::protocol::frame_budget(*abs_max)};
 }
 
 // ---- sending ----

@@ -42,7 +42,7 @@
 #include "cli/reports.hpp"
 #include "cli/run_command.hpp"
 #include "cli/shell_command.hpp"
-#include "cli/stop_signals.hpp"
+#include "util/signals.hpp"
 #include "kbus/errors.hpp"
 #include "kbus/ksock.hpp"
 #include "kbus/message.hpp"
@@ -179,7 +179,7 @@ std::string data_argument(const std::optional<std::string>& data) {
 
 // Waits until the Ksock is readable or a stop signal arrives; returns false
 // on a stop signal or when `deadline` has passed.
-bool wait_readable(const Ksock& k, const StopSignals& stop,
+bool wait_readable(const Ksock& k, const util::SignalPipe& stop,
                    std::optional<std::chrono::steady_clock::time_point> deadline) {
   for (;;) {
     if (stop.stopped()) return false;
@@ -206,7 +206,7 @@ bool wait_readable(const Ksock& k, const StopSignals& stop,
 // serve the bus again, retrying to open it every 100 ms .. 2 s (backing
 // off), and sets the new Ksock up as before with `setup` (binding again).
 // False if a stop signal came first. Other failures end the command.
-bool reconnect(Ksock& k, const Common& c, Mode mode, const StopSignals& stop,
+bool reconnect(Ksock& k, const Common& c, Mode mode, const util::SignalPipe& stop,
                const std::string& what, const std::function<void(Ksock&)>& setup) {
   const std::string path = bus_path(c);
   std::fprintf(stderr,
@@ -249,7 +249,7 @@ int cmd_send(const Common& c, const std::string& name, const std::optional<std::
   if (!id && id.error() == Errc::eagain && all_or_wait) {
     // Pending: the daemon completes it when the recipients have room; the
     // Ksock is writable again once it has.
-    StopSignals stop;
+    util::SignalPipe stop;
     for (;;) {
       pollfd p[2] = {{k.fileno(), POLLOUT, 0}, {stop.fd(), POLLIN, 0}};
       int rc = ::poll(p, 2, -1);
@@ -312,7 +312,7 @@ int cmd_listen(const Common& c, const std::vector<std::string>& names, const Lis
   };
   setup(k);
   const std::uint32_t limit = k.max_messages();
-  StopSignals stop;
+  util::SignalPipe stop;
   long got = 0;
   while (o.count <= 0 || got < o.count) {
     if (!wait_readable(k, stop, std::nullopt)) break;
@@ -349,7 +349,7 @@ int cmd_request(const Common& c, const std::string& name, const std::optional<st
   if (!id) {
     return report_failure("request", to_errno(id.error()), send_context(k, c, m, id.error()));
   }
-  StopSignals stop;
+  util::SignalPipe stop;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (timeout_s > 0) {
     deadline = std::chrono::steady_clock::now() +
@@ -378,7 +378,7 @@ int cmd_reply(const Common& c, const std::string& name, const std::optional<std:
   Ksock k = open_or_fail(c, Mode::read_write, "reply");
   auto setup = [&](Ksock& ks) { bind_or_fail(ks, c, name, true, "reply"); };
   setup(k);
-  StopSignals stop;
+  util::SignalPipe stop;
   long answered = 0;
   while (count <= 0 || answered < count) {
     if (!wait_readable(k, stop, std::nullopt)) break;
@@ -544,6 +544,108 @@ void add_common(CLI::App* sub, Common& c) {
   sub->add_option("-d,--dir", c.dir, "socket directory (default $KBUS_DIR, then the standard one)");
 }
 
+// `kbus help [COMMAND]`.
+int cmd_help(CLI::App& app, CLI::App* help, const std::optional<std::string>& help_topic) {
+  if (!help_topic) {
+    // (app.help() would show the help of the command parsed: `help`.)
+    std::fputs(app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal).c_str(), stdout);
+    return kExitOk;
+  }
+  CLI::App* topic = nullptr;
+  try {
+    topic = app.get_subcommand(*help_topic);
+  } catch (const CLI::OptionNotFound&) {
+  }
+  if (!topic || topic == help) {
+    std::fprintf(stderr, "kbus help: no command '%s'; the commands are listed by `kbus help`\n",
+                 help_topic->c_str());
+    return kExitUsage;
+  }
+  if (topic->get_name() == "limpet") {
+    return limpet::main_with_args("kbus limpet", {"--help"});
+  }
+#ifdef KBUS_HAVE_BRIDGE
+  if (topic->get_name() == "bridge") return bridge::main_with_args("kbus bridge", {"--help"});
+#endif
+  std::fputs(topic->help(app.get_name()).c_str(), stdout);
+  return kExitOk;
+}
+
+// The commands whose arguments go, unparsed, to someone else.
+struct Passthrough {
+  CLI::App* limpet;
+  CLI::App* run;
+  CLI::App* bridge;  // null when built without NATS
+};
+Passthrough add_passthrough(CLI::App& app, std::string& run_dir) {
+  // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
+  // parsed by the limpet itself: everything after `limpet` goes to it.
+  auto* limpet = app.add_subcommand(
+      "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
+  limpet->prefix_command();
+  limpet->set_help_flag();
+  CLI::App* bridge_cmd = nullptr;
+#ifdef KBUS_HAVE_BRIDGE
+  // The NATS bridge (docs/fleet.md) parses its own arguments, as the limpet.
+  bridge_cmd = app.add_subcommand("bridge", "join this bus to a NATS system (a fleet of buses)");
+  bridge_cmd->prefix_command();
+  bridge_cmd->set_help_flag();
+#endif
+
+  // `kbus run`: everything from PROGRAM on goes to the program.
+  auto* run_cmd = app.add_subcommand(
+      "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
+  run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
+  run_cmd->prefix_command();
+  run_cmd->footer("Usage: kbus run [-d DIR] PROGRAM [ARGS...]  (PROGRAM is looked up in $PATH)");
+  return {limpet, run_cmd, bridge_cmd};
+}
+
+struct SendOptions {
+  bool urgent = false, all_or_fail = false, all_or_wait = false;
+};
+// `send NAME [DATA]`.
+CLI::App* add_send_command(CLI::App& app, Common& common, std::string& name,
+                           std::optional<std::string>& data, SendOptions& so) {
+  auto* send = app.add_subcommand("send", "send an Announcement; prints its id, e.g. [0:5]");
+  add_common(send, common);
+  send->add_flag("--urgent", so.urgent, "put it at the front of each queue");
+  auto* aof = send->add_flag("--all-or-fail", so.all_or_fail, "fail (EBUSY) unless all can get it");
+  auto* aow = send->add_flag("--all-or-wait", so.all_or_wait, "wait until all can get it");
+  aof->excludes(aow);
+  send->add_option("NAME", name, "message name, e.g. $.Sensors.Kitchen")->required();
+  send->add_option("DATA", data, "message data; '-' reads it from stdin");
+  return send;
+}
+
+// `bindings` and `stats`: the daemon's reports.
+struct ReportCommands {
+  CLI::App* bindings;
+  CLI::App* stats;
+};
+ReportCommands add_report_commands(CLI::App& app, Common& common, bool& json, bool& raw) {
+  auto* bindings = app.add_subcommand(
+      "bindings", "print who is bound to what (every bus, or the one -b names), with process names");
+  add_common(bindings, common);
+  bindings->add_flag("--json", json, "a JSON array of bindings");
+  bindings->add_flag("--raw", raw, "the original /proc/kbus/bindings text, byte for byte");
+  auto* stats = app.add_subcommand("stats", "print each bus's counters and Ksocks (or the one -b names)");
+  add_common(stats, common);
+  stats->add_flag("--json", json, "a JSON array, one object per bus");
+  stats->add_flag("--raw", raw, "the original /proc/kbus/stats text, byte for byte");
+  return {bindings, stats};
+}
+
+// `errno [ERRNO] [--list]`.
+CLI::App* add_errno_command(CLI::App& app, Common& common, bool& list,
+                            std::optional<std::string>& errno_arg) {
+  auto* errno_cmd = app.add_subcommand("errno", "explain an errno as KBUS uses it");
+  add_common(errno_cmd, common);  // accepted for uniformity; no bus is needed
+  errno_cmd->add_flag("--list,-l", list, "list every errno");
+  errno_cmd->add_option("ERRNO", errno_arg, "a number such as 32 or a name such as EPIPE");
+  return errno_cmd;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"kbus: send, listen, request and reply on a KBUS bus served by kbusd", "kbus"};
   app.set_version_flag("--version", std::string("kbus ") + KBUS_VERSION);
@@ -556,21 +658,15 @@ int run(int argc, char** argv) {
   std::string name;
   std::optional<std::string> data;
   std::vector<std::string> names;
-  bool urgent = false, all_or_fail = false, all_or_wait = false, json = false, list = false;
+  bool json = false, list = false;
   long count = 0;
   double timeout = 0;
   std::optional<std::uint32_t> to;
   std::optional<std::string> exec;
   std::optional<std::string> errno_arg;
 
-  auto* send = app.add_subcommand("send", "send an Announcement; prints its id, e.g. [0:5]");
-  add_common(send, common);
-  send->add_flag("--urgent", urgent, "put it at the front of each queue");
-  auto* aof = send->add_flag("--all-or-fail", all_or_fail, "fail (EBUSY) unless all can get it");
-  auto* aow = send->add_flag("--all-or-wait", all_or_wait, "wait until all can get it");
-  aof->excludes(aow);
-  send->add_option("NAME", name, "message name, e.g. $.Sensors.Kitchen")->required();
-  send->add_option("DATA", data, "message data; '-' reads it from stdin");
+  SendOptions so;
+  CLI::App* send = add_send_command(app, common, name, data, so);
 
   ListenOptions lo;
   auto* listen = app.add_subcommand("listen", "bind as listener and print each message");
@@ -607,15 +703,9 @@ int run(int argc, char** argv) {
   exec_opt->excludes(data_opt);
 
   bool raw = false;
-  auto* bindings = app.add_subcommand(
-      "bindings", "print who is bound to what (every bus, or the one -b names), with process names");
-  add_common(bindings, common);
-  bindings->add_flag("--json", json, "a JSON array of bindings");
-  bindings->add_flag("--raw", raw, "the original /proc/kbus/bindings text, byte for byte");
-  auto* stats = app.add_subcommand("stats", "print each bus's counters and Ksocks (or the one -b names)");
-  add_common(stats, common);
-  stats->add_flag("--json", json, "a JSON array, one object per bus");
-  stats->add_flag("--raw", raw, "the original /proc/kbus/stats text, byte for byte");
+  const ReportCommands reports = add_report_commands(app, common, json, raw);
+  CLI::App* bindings = reports.bindings;
+  CLI::App* stats = reports.stats;
   std::optional<std::uint32_t> max_size;
   auto* maxsize = app.add_subcommand("max-size", "print the bus's maximum message size, or set it (MAXMSGSIZE)");
   add_common(maxsize, common);
@@ -626,31 +716,13 @@ int run(int argc, char** argv) {
   auto* newdev = app.add_subcommand("new-device", "create the next bus and print its number");
   add_common(newdev, common);
 
-  auto* errno_cmd = app.add_subcommand("errno", "explain an errno as KBUS uses it");
-  add_common(errno_cmd, common);  // accepted for uniformity; no bus is needed
-  errno_cmd->add_flag("--list,-l", list, "list every errno");
-  errno_cmd->add_option("ERRNO", errno_arg, "a number such as 32 or a name such as EPIPE");
+  CLI::App* errno_cmd = add_errno_command(app, common, list, errno_arg);
 
-  // The limpet takes the original runlimpet's arguments (-s/-c, -id N ...),
-  // parsed by the limpet itself: everything after `limpet` goes to it.
-  auto* limpet = app.add_subcommand(
-      "limpet", "join this bus to another over a socket, optionally TLS 1.3 (as kbus-limpet)");
-  limpet->prefix_command();
-  limpet->set_help_flag();
-#ifdef KBUS_HAVE_BRIDGE
-  // The NATS bridge (docs/fleet.md) parses its own arguments, as the limpet.
-  auto* bridge_cmd = app.add_subcommand("bridge", "join this bus to a NATS system (a fleet of buses)");
-  bridge_cmd->prefix_command();
-  bridge_cmd->set_help_flag();
-#endif
-
-  // `kbus run`: everything from PROGRAM on goes to the program.
   std::string run_dir;
-  auto* run_cmd = app.add_subcommand(
-      "run", "run a program that opens /dev/kbusN itself, against kbusd (docs/device.md)");
-  run_cmd->add_option("-d,--dir", run_dir, "socket directory (sets KBUS_DIR for the program)");
-  run_cmd->prefix_command();
-  run_cmd->footer("Usage: kbus run [-d DIR] PROGRAM [ARGS...]  (PROGRAM is looked up in $PATH)");
+  const Passthrough pass = add_passthrough(app, run_dir);
+  CLI::App* limpet = pass.limpet;
+  CLI::App* run_cmd = pass.run;
+  CLI::App* bridge_cmd = pass.bridge;
 
   try {
     app.parse(argc, argv);
@@ -661,38 +733,14 @@ int run(int argc, char** argv) {
   for (auto* sub : app.get_subcommands()) {
     if (sub->get_option_no_throw("--bus") && sub->count("--bus") > 0) common.bus_given = true;
   }
-  if (help->parsed()) {
-    if (!help_topic) {
-      // (app.help() would show the help of the command parsed: `help`.)
-      std::fputs(app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal).c_str(), stdout);
-      return kExitOk;
-    }
-    CLI::App* topic = nullptr;
-    try {
-      topic = app.get_subcommand(*help_topic);
-    } catch (const CLI::OptionNotFound&) {
-    }
-    if (!topic || topic == help) {
-      std::fprintf(stderr, "kbus help: no command '%s'; the commands are listed by `kbus help`\n",
-                   help_topic->c_str());
-      return kExitUsage;
-    }
-    if (topic->get_name() == "limpet") {
-      return limpet::main_with_args("kbus limpet", {"--help"});
-    }
-#ifdef KBUS_HAVE_BRIDGE
-    if (topic->get_name() == "bridge") return bridge::main_with_args("kbus bridge", {"--help"});
-#endif
-    std::fputs(topic->help(app.get_name()).c_str(), stdout);
-    return kExitOk;
-  }
+  if (help->parsed()) return cmd_help(app, help, help_topic);
   if (reply->parsed() && !exec && !data) {
     std::fprintf(stderr, "kbus reply: give DATA or --exec CMD\n");
     return kExitUsage;
   }
 
   try {
-    if (send->parsed()) return cmd_send(common, name, data, urgent, all_or_fail, all_or_wait);
+    if (send->parsed()) return cmd_send(common, name, data, so.urgent, so.all_or_fail, so.all_or_wait);
     if (listen->parsed()) {
       lo.count = count;
       lo.json = json;
@@ -710,7 +758,7 @@ int run(int argc, char** argv) {
     if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
     if (run_cmd->parsed()) return cmd_run(run_dir, run_cmd->remaining());
 #ifdef KBUS_HAVE_BRIDGE
-    if (bridge_cmd->parsed()) return bridge::main_with_args("kbus bridge", bridge_cmd->remaining());
+    if (bridge_cmd && bridge_cmd->parsed()) return bridge::main_with_args("kbus bridge", bridge_cmd->remaining());
 #endif
   } catch (const CommandFailed& f) {
     return f.exit_code;

@@ -11,6 +11,7 @@
 // as ECONNRESET (EOF, or ECONNRESET or EPIPE from the socket), never as a
 // signal and never as EPIPE, which is KBUS's own "not that replier".
 #include "client/connection.hpp"
+#include "protocol/ops.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -214,18 +215,15 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, st
   }
 
   std::string hello;
-  std::string payload;
-  protocol::put_u32(payload, protocol::kVersion);
-  protocol::put_u32(payload, mode | protocol::kModeLazyPollFd);
-  protocol::put_u32(payload, header_len);
-  protocol::append_request(hello, Op::kHello, payload);
+  protocol::append_request<Op::kHello>(
+      hello, {protocol::kVersion, mode | protocol::kModeLazyPollFd, header_len});
   auto r = c->call_frame(hello);
   if (!r) return r.error() == Errc::econnreset ? Errc::enoent : r.error();
   if (r->status < 0) return static_cast<Errc>(-r->status);
-  protocol::PayloadReader pr(r->payload);
-  c->ksock_id_ = pr.u32();
-  c->bus_ = pr.u32();
-  if (!pr.done()) return Errc::eproto;
+  protocol::HelloValue v;
+  if (!protocol::decode_reply<Op::kHello>(r->payload, v)) return Errc::eproto;
+  c->ksock_id_ = v.ksock_id;
+  c->bus_ = v.bus;
   return c;
 }
 
@@ -235,7 +233,9 @@ Result<int> Connection::try_poll_fd() noexcept {
   Use use(*this);
   if (!use) return Errc::ebadf;
   // The reader keeps the descriptor that comes with the reply (fill_once).
-  auto r = call(Op::kPollFd);
+  std::string frame;
+  protocol::append_request<Op::kPollFd>(frame);
+  auto r = call_frame(frame);
   if (!r) return r.error();
   if (r->status < 0) return static_cast<Errc>(-r->status);
   const int got = poll_fd_.load(std::memory_order_acquire);
@@ -471,7 +471,7 @@ void Connection::cancel(Slot& s) {
   std::string scratch;  // RESET's reply has no payload
   Slot reset(&scratch);
   std::string frame;  // made first: nothing may throw once `reset` is queued
-  protocol::append_request(frame, Op::kReset);
+  protocol::append_request<Op::kReset>(frame);
   {
     std::unique_lock<std::mutex> sl(send_mu_);
     std::unique_lock<std::mutex> lk(mu_);
@@ -533,7 +533,7 @@ Result<ReplyFrame> Connection::call_held(std::string_view frame, Held kind,
   // wait for the next message.
   const std::string id = out;
   std::string wait_frame;
-  protocol::append_request(wait_frame, Op::kWaitRead);
+  protocol::append_request<Op::kWaitRead>(wait_frame);
   auto w = held_wait(wait_frame, deadline, out);
   if (!w) return w.error();
   if (w->status <= 0) {
@@ -564,17 +564,19 @@ Result<ReplyFrame> Connection::call(Op op, std::string_view payload) {
 }
 
 Result<std::size_t> Connection::frame_budget(std::size_t frame_len) noexcept {
-  // kbusd's --max-frame-size >= its absolute maximum message size (>= 100)
-  // + 1024, so every kbusd accepts this much.
-  constexpr std::size_t kAlwaysAccepted = 1024 + 100;
+  // The rule is protocol::frame_budget (docs/protocol.md §2): every kbusd
+  // accepts kMinFrameBudget; a longer frame asks for the absolute maximum.
+  constexpr std::size_t kAlwaysAccepted = protocol::kMinFrameBudget;
   std::size_t budget = frame_budget_.load(std::memory_order_relaxed);
   if (budget == 0 && frame_len > kAlwaysAccepted) {
-    std::string arg;
-    protocol::put_u32(arg, 1);  // MAXMSGSIZE 1: the absolute maximum
-    auto r = call(Op::kMaxMsgSize, arg);
+    std::string frame;
+    protocol::append_request<Op::kMaxMsgSize>(frame, {1});  // 1: the absolute maximum
+    auto r = call_frame(frame);
     if (!r) return r.error();
-    if (r->status < 0 || r->payload.size() != 4) return Errc::eproto;
-    budget = std::size_t{protocol::get_u32(r->payload.data())} + 1024;
+    protocol::U32Value abs_max;
+    if (r->status < 0 || !protocol::decode_reply<Op::kMaxMsgSize>(r->payload, abs_max))
+      return Errc::eproto;
+    budget = protocol::frame_budget(abs_max.value);
     frame_budget_.store(budget, std::memory_order_relaxed);
   }
   return budget ? budget : kAlwaysAccepted;

@@ -20,14 +20,14 @@
 
 #include "client/bus_dir.hpp"
 #include "client/connection.hpp"
-#include "protocol/frames.hpp"
+#include "core/header_layout.hpp"
+#include "protocol/ops.hpp"
 
 namespace kbus {
 
 using client::Connection;
 using client::ReplyFrame;
 using protocol::Op;
-using protocol::put_u32;
 
 namespace {
 
@@ -46,50 +46,70 @@ auto guarded(F&& f) noexcept -> decltype(f()) {
 
 Errc status_errc(std::int32_t status) noexcept { return static_cast<Errc>(-status); }
 
-// A reply whose payload is exactly one u32 (status >= 0).
-Result<std::uint32_t> u32_reply(Result<ReplyFrame> r) {
+template <Op O>
+using Request = typename protocol::Codec<O>::Request;
+template <Op O>
+using Reply = typename protocol::Codec<O>::Reply;
+
+// An operation's reply: its status (>= 0) and its value, decoded by the
+// operation's codec (protocol/ops.hpp). Views in `value` are valid until
+// this thread's next call.
+template <Op O>
+struct Answer {
+  std::int32_t status = 0;
+  Reply<O> value;
+};
+
+// The reply frame of O decoded: the error of a negative status, EPROTO for
+// a payload the codec refuses.
+template <Op O>
+Result<Answer<O>> answer(Result<ReplyFrame> r) {
   if (!r) return r.error();
   if (r->status < 0) return status_errc(r->status);
-  if (r->payload.size() != 4) return Errc::eproto;
-  return protocol::get_u32(r->payload.data());
+  Answer<O> a;
+  a.status = r->status;
+  if (!protocol::decode_reply<O>(r->payload, a.value)) return Errc::eproto;
+  return a;
 }
 
-// A reply with no payload of interest.
-Result<void> void_reply(Result<ReplyFrame> r) {
-  if (!r) return r.error();
-  if (r->status < 0) return status_errc(r->status);
+// Sends O's request, encoded by its codec, and decodes the reply.
+template <Op O>
+Result<Answer<O>> op_call(Connection& c, const Request<O>& args = {}) {
+  std::string payload;
+  protocol::encode(payload, args);
+  return answer<O>(c.call(O, payload));
+}
+
+template <Op O>
+Result<std::uint32_t> u32_call(Connection& c, const Request<O>& args = {}) {
+  auto a = op_call<O>(c, args);
+  if (!a) return a.error();
+  return a->value.value;
+}
+
+template <Op O>
+Result<void> void_call(Connection& c, const Request<O>& args = {}) {
+  auto a = op_call<O>(c, args);
+  if (!a) return a.error();
   return {};
 }
 
-Result<MessageId> id_reply(Result<ReplyFrame> r) {
-  if (!r) return r.error();
-  if (r->status < 0) return status_errc(r->status);
-  if (r->payload.size() != 8) return Errc::eproto;
-  return MessageId{protocol::get_u32(r->payload.data()), protocol::get_u32(r->payload.data() + 4)};
+template <Op O>
+Result<MessageId> id_call(Connection& c, const Request<O>& args = {}) {
+  auto a = op_call<O>(c, args);
+  if (!a) return a.error();
+  return a->value.id;
 }
 
 // NEXTREAD / WAITREAD: status 1 + entire message, or 0 and nothing.
+template <Op O>
 Result<std::optional<Message>> message_reply(Result<ReplyFrame> r, std::uint32_t header_len) {
-  if (!r) return r.error();
-  if (r->status < 0) return status_errc(r->status);
-  if (r->status == 0) return std::optional<Message>{};
-  auto m = decode_entire(r->payload, header_len);
+  auto a = answer<O>(std::move(r));
+  if (!a) return a.error();
+  if (a->status == 0) return std::optional<Message>{};
+  auto m = decode_entire(a->value.bytes, header_len);
   if (!m) return Errc::eproto;
   return std::optional<Message>(std::move(m.value()));
-}
-
-std::string name_payload(std::string_view name) {
-  std::string p;
-  p.reserve(4 + name.size());
-  put_u32(p, static_cast<std::uint32_t>(name.size()));
-  p.append(name);
-  return p;
-}
-
-std::string u32_payload(std::uint32_t v) {
-  std::string p;
-  put_u32(p, v);
-  return p;
 }
 
 // Where the pointer fields of the header lie (KBUS-SPEC.md §3.1).
@@ -133,29 +153,6 @@ const char* mode_text(Mode m) {
 
 }  // namespace
 
-namespace client {
-
-std::string bus_dir_for(int bus, const std::string& system_dir) {
-  const char* env = std::getenv("KBUS_DIR");
-  if (env != nullptr && *env != '\0') return env;
-  if (::geteuid() == 0) return system_dir;
-  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  std::string user = xdg != nullptr && *xdg != '\0' ? std::string(xdg) + "/kbus"
-                                                    : "/tmp/kbus-" + std::to_string(::getuid());
-  // The system bus (kbusd.service) is in system_dir: use it when the user
-  // has no bus of that number of their own.
-  if (bus >= 0) {
-    const auto is_socket = [&](const std::string& dir) {
-      struct stat st {};
-      return ::stat((dir + "/kbus" + std::to_string(bus)).c_str(), &st) == 0 &&
-             S_ISSOCK(st.st_mode);
-    };
-    if (!is_socket(user) && is_socket(system_dir)) return system_dir;
-  }
-  return user;
-}
-
-}  // namespace client
 
 std::string default_bus_dir() { return client::bus_dir_for(-1, client::kSystemBusDir); }
 
@@ -246,29 +243,19 @@ unsigned Ksock::wait(unsigned what, std::optional<Timeout> timeout) {
 
 Result<void> Ksock::try_reset() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return void_reply(conn_->call(Op::kReset)); });
+  return guarded([&] { return void_call<Op::kReset>(*conn_); });
 }
 void Ksock::reset() { try_reset().get("kbus reset"); }
 
-static std::string bind_payload(std::string_view name, bool replier) {
-  std::string p;
-  p.reserve(8 + name.size());
-  put_u32(p, replier ? 1 : 0);
-  put_u32(p, static_cast<std::uint32_t>(name.size()));
-  p.append(name);
-  return p;
-}
-
 Result<void> Ksock::try_bind(std::string_view name, bool replier) noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return void_reply(conn_->call(Op::kBind, bind_payload(name, replier))); });
+  return guarded([&] { return void_call<Op::kBind>(*conn_, {replier ? 1u : 0u, name}); });
 }
 void Ksock::bind(std::string_view name, bool replier) { try_bind(name, replier).get("kbus bind"); }
 
 Result<void> Ksock::try_unbind(std::string_view name, bool replier) noexcept {
   KBUS_CHECK_OPEN();
-  return guarded(
-      [&] { return void_reply(conn_->call(Op::kUnbind, bind_payload(name, replier))); });
+  return guarded([&] { return void_call<Op::kUnbind>(*conn_, {replier ? 1u : 0u, name}); });
 }
 void Ksock::unbind(std::string_view name, bool replier) {
   try_unbind(name, replier).get("kbus unbind");
@@ -276,20 +263,17 @@ void Ksock::unbind(std::string_view name, bool replier) {
 
 Result<std::uint32_t> Ksock::try_ksock_id() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kKsockId)); });
+  return guarded([&] { return u32_call<Op::kKsockId>(*conn_); });
 }
 std::uint32_t Ksock::ksock_id() { return try_ksock_id().get("kbus ksock_id"); }
 
 Result<std::optional<std::uint32_t>> Ksock::try_find_replier(std::string_view name) noexcept {
   KBUS_CHECK_OPEN();
   return guarded([&]() -> Result<std::optional<std::uint32_t>> {
-    auto r = conn_->call(Op::kReplier, name_payload(name));
+    auto r = op_call<Op::kReplier>(*conn_, {name});
     if (!r) return r.error();
-    if (r->status < 0) return status_errc(r->status);
-    if (r->payload.size() != 4) return Errc::eproto;
-    std::uint32_t id = protocol::get_u32(r->payload.data());
     if (r->status == 0) return std::optional<std::uint32_t>{};
-    return std::optional<std::uint32_t>(id);
+    return std::optional<std::uint32_t>(r->value.value);
   });
 }
 std::optional<std::uint32_t> Ksock::find_replier(std::string_view name) {
@@ -298,13 +282,13 @@ std::optional<std::uint32_t> Ksock::find_replier(std::string_view name) {
 
 Result<std::uint32_t> Ksock::try_next_msg() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kNextMsg)); });
+  return guarded([&] { return u32_call<Op::kNextMsg>(*conn_); });
 }
 std::uint32_t Ksock::next_msg() { return try_next_msg().get("kbus next_msg"); }
 
 Result<std::uint32_t> Ksock::try_len_left() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kLenLeft)); });
+  return guarded([&] { return u32_call<Op::kLenLeft>(*conn_); });
 }
 std::uint32_t Ksock::len_left() { return try_len_left().get("kbus len_left"); }
 
@@ -314,7 +298,7 @@ Result<MessageId> Ksock::try_send() noexcept {
     // The payload of a pointy message goes with the first SEND only; the
     // daemon ignores it on a retry after EAGAIN.
     std::optional<std::string> payload = conn_->take_pointy();
-    return id_reply(conn_->call(Op::kSend, payload ? std::string_view(*payload) : ""));
+    return id_call<Op::kSend>(*conn_, {payload ? std::string_view(*payload) : ""});
   });
 }
 MessageId Ksock::send() { return try_send().get("kbus send"); }
@@ -326,7 +310,7 @@ Result<MessageId> Ksock::try_send_pointy(std::string_view name, std::string_view
     std::string payload;
     payload.reserve(name.size() + data.size());
     payload.append(name).append(data);
-    return id_reply(conn_->call(Op::kSend, payload));
+    return id_call<Op::kSend>(*conn_, {payload});
   });
 }
 MessageId Ksock::send_pointy(std::string_view name, std::string_view data) {
@@ -336,19 +320,19 @@ MessageId Ksock::send_pointy(std::string_view name, std::string_view data) {
 Result<void> Ksock::try_discard() noexcept {
   KBUS_CHECK_OPEN();
   conn_->set_pointy(std::nullopt);
-  return guarded([&] { return void_reply(conn_->call(Op::kDiscard)); });
+  return guarded([&] { return void_call<Op::kDiscard>(*conn_); });
 }
 void Ksock::discard() { try_discard().get("kbus discard"); }
 
 Result<MessageId> Ksock::try_last_sent() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return id_reply(conn_->call(Op::kLastSent)); });
+  return guarded([&] { return id_call<Op::kLastSent>(*conn_); });
 }
 MessageId Ksock::last_sent() { return try_last_sent().get("kbus last_sent"); }
 
 Result<std::uint32_t> Ksock::try_set_max_messages(std::uint32_t count) noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kMaxMsgs, u32_payload(count))); });
+  return guarded([&] { return u32_call<Op::kMaxMsgs>(*conn_, {count}); });
 }
 std::uint32_t Ksock::set_max_messages(std::uint32_t count) {
   return try_set_max_messages(count).get("kbus set_max_messages");
@@ -358,39 +342,40 @@ std::uint32_t Ksock::max_messages() { return try_max_messages().get("kbus max_me
 
 Result<std::uint32_t> Ksock::try_num_messages() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kNumMsgs)); });
+  return guarded([&] { return u32_call<Op::kNumMsgs>(*conn_); });
 }
 std::uint32_t Ksock::num_messages() { return try_num_messages().get("kbus num_messages"); }
 
 Result<std::uint32_t> Ksock::try_num_unreplied_to() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kUnrepliedTo)); });
+  return guarded([&] { return u32_call<Op::kUnrepliedTo>(*conn_); });
 }
 std::uint32_t Ksock::num_unreplied_to() {
   return try_num_unreplied_to().get("kbus num_unreplied_to");
 }
 
-static Result<bool> toggle_op(Connection& c, Op op, Toggle t) {
-  auto r = u32_reply(c.call(op, u32_payload(static_cast<std::uint32_t>(t))));
+template <Op O>
+static Result<bool> toggle_op(Connection& c, Toggle t) {
+  auto r = u32_call<O>(c, {static_cast<std::uint32_t>(t)});
   if (!r) return r.error();
   return *r != 0;
 }
 
 Result<bool> Ksock::try_only_once(Toggle t) noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return toggle_op(*conn_, Op::kMsgOnlyOnce, t); });
+  return guarded([&] { return toggle_op<Op::kMsgOnlyOnce>(*conn_, t); });
 }
 bool Ksock::only_once(Toggle t) { return try_only_once(t).get("kbus only_once"); }
 
 Result<bool> Ksock::try_verbose(Toggle t) noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return toggle_op(*conn_, Op::kVerbose, t); });
+  return guarded([&] { return toggle_op<Op::kVerbose>(*conn_, t); });
 }
 bool Ksock::verbose(Toggle t) { return try_verbose(t).get("kbus verbose"); }
 
 Result<bool> Ksock::try_report_replier_binds(Toggle t) noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return toggle_op(*conn_, Op::kReportReplierBinds, t); });
+  return guarded([&] { return toggle_op<Op::kReportReplierBinds>(*conn_, t); });
 }
 bool Ksock::report_replier_binds(Toggle t) {
   return try_report_replier_binds(t).get("kbus report_replier_binds");
@@ -398,13 +383,13 @@ bool Ksock::report_replier_binds(Toggle t) {
 
 Result<std::uint32_t> Ksock::try_new_device() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kNewDevice)); });
+  return guarded([&] { return u32_call<Op::kNewDevice>(*conn_); });
 }
 std::uint32_t Ksock::new_device() { return try_new_device().get("kbus new_device"); }
 
 Result<std::uint32_t> Ksock::try_set_max_message_size(std::uint32_t size) noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return u32_reply(conn_->call(Op::kMaxMsgSize, u32_payload(size))); });
+  return guarded([&] { return u32_call<Op::kMaxMsgSize>(*conn_, {size}); });
 }
 std::uint32_t Ksock::set_max_message_size(std::uint32_t size) {
   return try_set_max_message_size(size).get("kbus set_max_message_size");
@@ -420,9 +405,8 @@ Result<std::uint32_t> Ksock::try_write_data(std::string_view bytes) noexcept {
   KBUS_CHECK_OPEN();
   conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<std::uint32_t> {
-    auto r = conn_->call(Op::kWrite, bytes);
+    auto r = op_call<Op::kWrite>(*conn_, {bytes});
     if (!r) return r.error();
-    if (r->status < 0) return status_errc(r->status);
     return static_cast<std::uint32_t>(r->status);
   });
 }
@@ -433,11 +417,10 @@ std::uint32_t Ksock::write_data(std::string_view bytes) {
 Result<std::string> Ksock::try_read_data(std::uint32_t max_count) noexcept {
   KBUS_CHECK_OPEN();
   return guarded([&]() -> Result<std::string> {
-    auto r = conn_->call(Op::kRead, u32_payload(max_count));
+    auto r = op_call<Op::kRead>(*conn_, {max_count});
     if (!r) return r.error();
-    if (r->status < 0) return status_errc(r->status);
-    if (static_cast<std::size_t>(r->status) != r->payload.size()) return Errc::eproto;
-    return std::string(r->payload);
+    if (static_cast<std::size_t>(r->status) != r->value.bytes.size()) return Errc::eproto;
+    return std::string(r->value.bytes);
   });
 }
 std::string Ksock::read_data(std::uint32_t max_count) {
@@ -454,9 +437,8 @@ Result<void> Ksock::try_write_msg(const Message& msg, Form form) noexcept {
     if (form == Form::entire) {
       encode_entire(frame, msg.hdr, msg.name, msg.data, h);
       protocol::end_frame(frame, at);
-      auto r = conn_->call_frame(frame);
+      auto r = answer<Op::kWrite>(conn_->call_frame(frame));
       if (!r) return r.error();
-      if (r->status < 0) return status_errc(r->status);
       return {};
     }
     // Pointy: the header alone, its pointer fields non-zero (the data
@@ -471,9 +453,8 @@ Result<void> Ksock::try_write_msg(const Message& msg, Form form) noexcept {
                 msg.data.empty() ? nullptr : payload.data() + msg.name.size());
     frame.append(hdr);
     protocol::end_frame(frame, at);
-    auto r = conn_->call_frame(frame);
+    auto r = answer<Op::kWrite>(conn_->call_frame(frame));
     if (!r) return r.error();
-    if (r->status < 0) return status_errc(r->status);
     conn_->set_pointy(std::move(payload));
     return {};
   });
@@ -493,19 +474,17 @@ Result<MessageId> Ksock::try_send_msg(const Message& msg) noexcept {
     auto budget = conn_->frame_budget(frame.size());
     if (!budget) return budget.error();
     if (frame.size() > *budget) return Errc::emsgsize;
-    auto r = conn_->call_frame(frame);
+    auto r = answer<Op::kSendMsg>(conn_->call_frame(frame));
     if (!r) return r.error();
-    if (r->status < 0) return status_errc(r->status);
-    if (r->payload.size() != 8) return Errc::eproto;
-    return MessageId{protocol::get_u32(r->payload.data()),
-                     protocol::get_u32(r->payload.data() + 4)};
+    return r->value.id;
   });
 }
 MessageId Ksock::send_msg(const Message& msg) { return try_send_msg(msg).get("kbus send_msg"); }
 
 Result<std::optional<Message>> Ksock::try_read_next_msg() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return message_reply(conn_->call(Op::kNextRead), conn_->header_len()); });
+  return guarded(
+      [&] { return message_reply<Op::kNextRead>(conn_->call(Op::kNextRead), conn_->header_len()); });
 }
 std::optional<Message> Ksock::read_next_msg() {
   return try_read_next_msg().get("kbus read_next_msg");
@@ -518,9 +497,9 @@ Result<std::optional<Message>> Ksock::try_wait_for_msg(std::optional<Timeout> ti
     // Ksock stays usable. The reply may still bring a message that arrived
     // meanwhile.
     std::string frame;
-    protocol::append_request(frame, Op::kWaitRead);
-    return message_reply(conn_->call_held(frame, client::Held::wait, deadline_of(timeout)),
-                         conn_->header_len());
+    protocol::append_request<Op::kWaitRead>(frame);
+    return message_reply<Op::kWaitRead>(
+        conn_->call_held(frame, client::Held::wait, deadline_of(timeout)), conn_->header_len());
   });
 }
 std::optional<Message> Ksock::wait_for_msg(std::optional<Timeout> timeout) {
@@ -547,9 +526,13 @@ Result<HeldReply> held_call(Connection& conn, std::string_view frame, client::He
   return HeldReply{r->status, std::string(r->payload)};
 }
 
-std::string message_frame(Op op, const Message& msg, std::uint32_t header_len) {
+// The frame of an operation whose request is one message (RawBytes),
+// encoded in place.
+template <Op O>
+std::string message_frame(const Message& msg, std::uint32_t header_len) {
+  static_assert(std::is_same_v<Request<O>, protocol::RawBytes>);
   std::string frame;
-  const std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(op));
+  const std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(O));
   encode_entire(frame, msg.hdr, msg.name, msg.data, header_len);
   protocol::end_frame(frame, at);
   return frame;
@@ -562,8 +545,7 @@ Result<std::vector<Message>> split_messages(std::string_view bytes, std::uint32_
   out.reserve(count);
   for (std::uint32_t i = 0; i < count; ++i) {
     if (bytes.size() < header_len) return Errc::eproto;
-    const std::uint64_t len = entire_len(header_len, protocol::get_u32(bytes.data() + 52),
-                                         protocol::get_u32(bytes.data() + 56));
+    const std::uint64_t len = core::entire_len_at(bytes.data(), header_len);
     if (len > bytes.size()) return Errc::eproto;
     auto m = decode_entire(bytes.substr(0, len), header_len);
     if (!m) return Errc::eproto;
@@ -574,9 +556,6 @@ Result<std::vector<Message>> split_messages(std::string_view bytes, std::uint32_
   return out;
 }
 
-MessageId id_at(std::string_view p) {
-  return MessageId{protocol::get_u32(p.data()), protocol::get_u32(p.data() + 4)};
-}
 
 }  // namespace
 
@@ -585,13 +564,14 @@ Result<Message> Ksock::try_request(const Message& req, std::optional<Timeout> ti
   if (!(req.hdr.flags & flag::kWantAReply)) return Errc::einval;  // not a Request
   conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<Message> {
-    auto r = held_call(*conn_, message_frame(Op::kRequest, req, conn_->header_len()),
+    auto r = held_call(*conn_, message_frame<Op::kRequest>(req, conn_->header_len()),
                        client::Held::request, timeout);
     if (!r) return r.error();
-    if (r->payload.size() < 8) return Errc::eproto;
+    protocol::IdBytesValue v;
+    if (!protocol::decode_reply<Op::kRequest>(r->payload, v)) return Errc::eproto;
     if (r->status < 0) return status_errc(r->status);
     if (r->status == 0) return Errc::etimedout;  // the answer will stay queued
-    auto m = decode_entire(std::string_view(r->payload).substr(8), conn_->header_len());
+    auto m = decode_entire(v.bytes, conn_->header_len());
     if (!m) return Errc::eproto;
     return std::move(m.value());
   });
@@ -605,15 +585,16 @@ Result<Ksock::SentAndReceived> Ksock::try_send_and_wait(const Message& msg,
   KBUS_CHECK_OPEN();
   conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<SentAndReceived> {
-    auto r = held_call(*conn_, message_frame(Op::kSendWait, msg, conn_->header_len()),
+    auto r = held_call(*conn_, message_frame<Op::kSendWait>(msg, conn_->header_len()),
                        client::Held::send_wait, timeout);
     if (!r) return r.error();
-    if (r->payload.size() < 8) return Errc::eproto;
+    protocol::IdBytesValue v;
+    if (!protocol::decode_reply<Op::kSendWait>(r->payload, v)) return Errc::eproto;
     if (r->status < 0) return status_errc(r->status);
     SentAndReceived out;
-    out.sent = id_at(r->payload);
+    out.sent = v.id;
     if (r->status == 1) {
-      auto m = decode_entire(std::string_view(r->payload).substr(8), conn_->header_len());
+      auto m = decode_entire(v.bytes, conn_->header_len());
       if (!m) return Errc::eproto;
       out.received = std::move(m.value());
     }
@@ -642,15 +623,13 @@ Ksock::SendBatch Ksock::try_send_msgs(const std::vector<Message>& msgs) noexcept
       protocol::end_frame(frame, at);
       auto rep = conn_->call_frame(frame);
       if (!rep) return rep.error();
-      if (rep->payload.size() < 4) return Errc::eproto;
-      const std::uint32_t n = protocol::get_u32(rep->payload.data());
-      if (rep->payload.size() != 4 + std::size_t{n} * 8) {
+      protocol::BatchIdsValue v;
+      if (!protocol::decode_reply<Op::kSendBatch>(rep->payload, v)) {
         // EFAULT and friends come without ids.
         if (rep->status < 0 && rep->payload.empty()) return status_errc(rep->status);
         return Errc::eproto;
       }
-      for (std::uint32_t i = 0; i < n; ++i)
-        out.ids.push_back(id_at(rep->payload.substr(4 + 8 * i)));
+      for (std::uint32_t i = 0; i < v.count; ++i) out.ids.push_back(v.id(i));
       if (rep->status < 0) return status_errc(rep->status);
       frame.clear();
       in_frame = 0;
@@ -659,10 +638,9 @@ Ksock::SendBatch Ksock::try_send_msgs(const std::vector<Message>& msgs) noexcept
     };
     for (const Message& m : msgs) {
       item.clear();
-      put_u32(item, 0);
+      util::put_u32(item, 0);  // the item's length (protocol::BatchItems), set below
       encode_entire(item, m.hdr, m.name, m.data, conn_->header_len());
-      const auto len = static_cast<std::uint32_t>(item.size() - 4);
-      std::memcpy(item.data(), &len, 4);
+      util::put_u32_at(item.data(), static_cast<std::uint32_t>(item.size() - 4));
       auto budget = conn_->frame_budget(frame.size() + item.size());
       if (!budget) return budget.error();
       if (in_frame > 0 && frame.size() + item.size() > *budget) {
@@ -690,25 +668,16 @@ std::vector<MessageId> Ksock::send_msgs(const std::vector<Message>& msgs) {
   return std::move(b.ids);
 }
 
-namespace {
-std::string read_batch_payload(std::uint32_t max_count, std::uint32_t max_bytes, bool wait) {
-  std::string p;
-  put_u32(p, max_count);
-  put_u32(p, max_bytes);
-  put_u32(p, wait ? 1 : 0);
-  return p;
-}
-}  // namespace
 
 Result<std::vector<Message>> Ksock::try_read_msgs(std::uint32_t max_count,
                                                   std::uint32_t max_bytes) noexcept {
   KBUS_CHECK_OPEN();
   if (max_count == 0) return std::vector<Message>{};
   return guarded([&]() -> Result<std::vector<Message>> {
-    auto r = conn_->call(Op::kReadBatch, read_batch_payload(max_count, max_bytes, false));
+    auto r = op_call<Op::kReadBatch>(*conn_, {max_count, max_bytes, 0});
     if (!r) return r.error();
-    if (r->status < 0) return status_errc(r->status);
-    return split_messages(r->payload, static_cast<std::uint32_t>(r->status), conn_->header_len());
+    return split_messages(r->value.bytes, static_cast<std::uint32_t>(r->status),
+                          conn_->header_len());
   });
 }
 std::vector<Message> Ksock::read_msgs(std::uint32_t max_count, std::uint32_t max_bytes) {
@@ -722,7 +691,7 @@ Result<std::vector<Message>> Ksock::try_wait_for_msgs(std::uint32_t max_count,
   if (max_count == 0) return std::vector<Message>{};
   return guarded([&]() -> Result<std::vector<Message>> {
     std::string frame;
-    protocol::append_request(frame, Op::kReadBatch, read_batch_payload(max_count, max_bytes, true));
+    protocol::append_request<Op::kReadBatch>(frame, {max_count, max_bytes, 1});
     auto r = held_call(*conn_, frame, client::Held::wait, timeout);
     if (!r) return r.error();
     if (r->status < 0) return status_errc(r->status);
@@ -734,21 +703,22 @@ std::vector<Message> Ksock::wait_for_msgs(std::uint32_t max_count, std::optional
   return try_wait_for_msgs(max_count, timeout, max_bytes).get("kbus wait_for_msgs");
 }
 
-static Result<std::string> report_reply(Result<ReplyFrame> r) {
+template <Op O>
+static Result<std::string> report_call(Connection& c) {
+  auto r = op_call<O>(c);
   if (!r) return r.error();
-  if (r->status < 0) return status_errc(r->status);
-  return std::string(r->payload);
+  return std::string(r->value.bytes);
 }
 
 Result<std::string> Ksock::try_bindings_report() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return report_reply(conn_->call(Op::kBindings)); });
+  return guarded([&] { return report_call<Op::kBindings>(*conn_); });
 }
 std::string Ksock::bindings_report() { return try_bindings_report().get("kbus bindings_report"); }
 
 Result<std::string> Ksock::try_stats_report() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return report_reply(conn_->call(Op::kStats)); });
+  return guarded([&] { return report_call<Op::kStats>(*conn_); });
 }
 std::string Ksock::stats_report() { return try_stats_report().get("kbus stats_report"); }
 

@@ -323,8 +323,11 @@ SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload
   if (out.hdr.id.network_id == 0) out.hdr.id = next_serial();  // §5.2-7
   k.last_sent = out.hdr.id;
   const Errc e = deliver(k, out);
+  const bool is_request = (out.hdr.flags & flag::kWantAReply) != 0;
   if (e == Errc::eagain) k.pending = std::move(out);
-  return finish_send(k, e, k.last_sent);
+  SendOutcome r = finish_send(k, e, k.last_sent);
+  r.is_request = is_request;
+  return r;
 }
 
 SendOutcome Bus::finish_send(Ksock& k, Errc e, MessageId id) {

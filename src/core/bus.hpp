@@ -58,6 +58,9 @@ struct OpenOptions {
 struct SendOutcome {
   Errc error = Errc::ok;
   MessageId id;  // assigned id, or {0,0} if none was assigned
+  // The message sent (or left pending) is a Request (§3.2 WANT_A_REPLY):
+  // its requester waits for an answer (docs/protocol.md §4.5 REQUEST).
+  bool is_request = false;
 };
 
 class Bus {

@@ -6,20 +6,15 @@
 
 #include "kbus/message.hpp"
 
+#include "core/header_layout.hpp"
+
 namespace kbus {
 
 namespace {
 
-void put32(std::string& out, std::uint32_t v) {
-  char b[4];
-  std::memcpy(b, &v, 4);
-  out.append(b, 4);
-}
-std::uint32_t get32(const char* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+using util::get_u32;
+void put32(std::string& out, std::uint32_t v) { util::put_u32(out, v); }
+std::uint32_t get32(const char* p) { return get_u32(p); }
 
 // Python's repr() of a bytes object (b'...'), or with `bytes_prefix` false
 // the Python 2 repr of the same str ('...'), as the original's tools and the
@@ -230,20 +225,13 @@ Result<Message> decode_entire(std::string_view b, std::uint32_t header_len) {
   if (header_len != kHeaderLen64 && header_len != kHeaderLen32) return Errc::einval;
   if (b.size() < header_len) return Errc::einval;
   const char* p = b.data();
-  if (get32(p) != kStartGuard) return Errc::einval;
-  const std::uint32_t end_guard_off = header_len == kHeaderLen64 ? 80 : 68;
-  if (get32(p + end_guard_off) != kEndGuard) return Errc::einval;
+  const core::RawHeader raw = core::decode_header(p, header_len);
+  if (raw.start_guard != kStartGuard) return Errc::einval;
+  if (raw.end_guard != kEndGuard) return Errc::einval;
   Message m;
-  m.hdr.id = {get32(p + 4), get32(p + 8)};
-  m.hdr.in_reply_to = {get32(p + 12), get32(p + 16)};
-  m.hdr.to = get32(p + 20);
-  m.hdr.from = get32(p + 24);
-  m.hdr.orig_from = {get32(p + 28), get32(p + 32)};
-  m.hdr.final_to = {get32(p + 36), get32(p + 40)};
-  m.hdr.extra = get32(p + 44);
-  m.hdr.flags = get32(p + 48);
-  const std::uint32_t n = get32(p + 52);
-  const std::uint32_t d = get32(p + 56);
+  m.hdr = raw.hdr;
+  const std::uint32_t n = raw.name_len;
+  const std::uint32_t d = raw.data_len;
   if (n > kMaxNameLen) return Errc::einval;
   if (entire_len(header_len, n, d) != b.size()) return Errc::einval;
   const char* body = p + header_len;

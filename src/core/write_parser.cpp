@@ -3,21 +3,14 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/header_layout.hpp"
 #include "core/names.hpp"
 
 namespace kbus::core {
 
 namespace {
-std::uint32_t get32(const char* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-std::uint64_t get64(const char* p) {
-  std::uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
+using util::get_u32;
+std::uint32_t get32(const char* p) { return get_u32(p); }
 }  // namespace
 
 const char* WriteParser::part_name(Part p) noexcept {
@@ -72,22 +65,15 @@ std::uint32_t WriteParser::part_len() const noexcept {
 }
 
 Result<void> WriteParser::check_header(const char* p, std::uint32_t max_msg_size) {
-  const bool h64 = header_len_ == kHeaderLen64;
   // §4.2-4, in this order.
-  if (get32(p) != kStartGuard) return Errc::einval;
-  if (get32(p + (h64 ? 80 : 68)) != kEndGuard) return Errc::einval;
-  hdr_.id = {get32(p + 4), get32(p + 8)};
-  hdr_.in_reply_to = {get32(p + 12), get32(p + 16)};
-  hdr_.to = get32(p + 20);
-  hdr_.from = get32(p + 24);
-  hdr_.orig_from = {get32(p + 28), get32(p + 32)};
-  hdr_.final_to = {get32(p + 36), get32(p + 40)};
-  hdr_.extra = get32(p + 44);
-  hdr_.flags = get32(p + 48);
-  name_len_ = get32(p + 52);
-  data_len_ = get32(p + 56);
-  const bool name_ptr = h64 ? get64(p + 64) != 0 : get32(p + 60) != 0;
-  const bool data_ptr = h64 ? get64(p + 72) != 0 : get32(p + 64) != 0;
+  const RawHeader raw = decode_header(p, header_len_);
+  if (raw.start_guard != kStartGuard) return Errc::einval;
+  if (raw.end_guard != kEndGuard) return Errc::einval;
+  hdr_ = raw.hdr;
+  name_len_ = raw.name_len;
+  data_len_ = raw.data_len;
+  const bool name_ptr = raw.name_ptr;
+  const bool data_ptr = raw.data_ptr;
   if (name_len_ == 0) return Errc::einval;
   if (name_len_ > kMaxNameLen) return Errc::enametoolong;
   // §3.4 pointer consistency.

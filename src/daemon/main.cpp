@@ -115,7 +115,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   // A SENDMSG frame carries a whole message: the biggest must fit a frame.
-  const std::uint32_t max_abs = std::min<std::uint32_t>(900 * 1024, cfg.max_frame_len - 1024);
+  // The frame-budget rule is protocol::frame_budget (docs/protocol.md §2).
+  const std::uint32_t max_abs = std::min<std::uint32_t>(
+      900 * 1024, kbus::protocol::max_abs_msg_size_for_frame(cfg.max_frame_len));
   if (cfg.limits.abs_max_msg_size > max_abs) {
     std::fprintf(stderr, "kbusd: --abs-max-msg-size must be at most %u (--max-frame-size - 1024)\n",
                  max_abs);

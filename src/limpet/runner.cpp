@@ -23,6 +23,7 @@
 // Client: reconnects after any loss with exponential backoff (100 ms
 // doubling to --reconnect-max-ms).
 #include "limpet/runner.hpp"
+#include "util/signals.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -59,50 +60,8 @@ bool parse_number(const std::string& s, long long lo, long long hi, long long& o
   return true;
 }
 
-// ---- signals: a self-pipe that poll() can watch ----
-
-int g_stop_write = -1;
-
-void on_stop_signal(int) {
-  const char c = 's';
-  if (g_stop_write >= 0) (void)!::write(g_stop_write, &c, 1);
-}
-
-class StopPipe {
- public:
-  StopPipe() {
-    if (::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) fds_[0] = fds_[1] = -1;
-    g_stop_write = fds_[1];
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-    struct sigaction ign {};
-    ign.sa_handler = SIG_IGN;
-    sigemptyset(&ign.sa_mask);
-    ::sigaction(SIGPIPE, &ign, &old_pipe_);
-  }
-  ~StopPipe() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-    ::sigaction(SIGPIPE, &old_pipe_, nullptr);
-    g_stop_write = -1;
-    if (fds_[0] >= 0) ::close(fds_[0]);
-    if (fds_[1] >= 0) ::close(fds_[1]);
-  }
-  StopPipe(const StopPipe&) = delete;
-  StopPipe& operator=(const StopPipe&) = delete;
-  int fd() const { return fds_[0]; }
-  bool stopped() const {
-    pollfd p{fds_[0], POLLIN, 0};
-    return ::poll(&p, 1, 0) == 1;
-  }
-
- private:
-  int fds_[2] = {-1, -1};
-  struct sigaction old_int_ {}, old_term_ {}, old_pipe_ {};
-};
+// ---- signals: util::SignalPipe (SIGINT/SIGTERM as a readable fd; SIGPIPE
+// ignored while the limpet runs) ----
 
 // The PeerPort the Limpet talks to: the current link, if any.
 class PeerRelay final : public PeerPort {
@@ -280,7 +239,7 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
 }
 
 int run(const Options& o) {
-  StopPipe stop;
+  util::SignalPipe stop({SIGINT, SIGTERM}, /*ignore_sigpipe=*/true);
   const std::uint32_t own_id = o.effective_network_id();
   const bool server = o.role == Options::Role::kServer;
   auto addr_r = parse_address(o.address);

@@ -22,12 +22,12 @@ std::size_t begin_frame(std::string& out, std::uint32_t op_or_status) {
 }
 
 void end_frame(std::string& out, std::size_t frame_offset) {
-  auto len = static_cast<std::uint32_t>(out.size() - frame_offset - 4);
-  std::memcpy(out.data() + frame_offset, &len, 4);
+  util::put_u32_at(out.data() + frame_offset,
+                   static_cast<std::uint32_t>(out.size() - frame_offset - 4));
 }
 
 void set_frame_word(std::string& out, std::size_t frame_offset, std::uint32_t op_or_status) {
-  std::memcpy(out.data() + frame_offset + 4, &op_or_status, 4);
+  util::put_u32_at(out.data() + frame_offset + 4, op_or_status);
 }
 
 Parse parse_frame(std::string_view buf, Frame& f, std::size_t& consumed, std::uint32_t max_len) {

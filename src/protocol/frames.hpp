@@ -1,6 +1,9 @@
 // protocol/frames.hpp - framing of requests and replies between kbusd and a
-// client (docs/protocol.md). One codec, shared by the daemon and the C++
-// client. Integers are u32 in host byte order.
+// client (docs/protocol.md §2): the frame header (u32 length, u32 op or
+// status) is encoded by begin_frame/end_frame/append_* and decoded by
+// parse_frame, here and nowhere else. What is inside each frame is the
+// business of the per-operation codecs (protocol/ops.hpp). Integers are u32
+// in host byte order.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "util/endian.hpp"
 
 namespace kbus::protocol {
 
@@ -55,16 +60,9 @@ constexpr std::uint32_t kModeWrite = 2;
 // it first needs it, so an idle Ksock costs the daemon one descriptor.
 constexpr std::uint32_t kModeLazyPollFd = 4;
 
-inline void put_u32(std::string& out, std::uint32_t v) {
-  char b[4];
-  std::memcpy(b, &v, 4);
-  out.append(b, 4);
-}
-inline std::uint32_t get_u32(const char* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+// The u32 of the wire (docs/protocol.md §1): util/endian.hpp.
+using util::get_u32;
+using util::put_u32;
 
 // Appends a whole request frame.
 void append_request(std::string& out, Op op, std::string_view payload = {});

@@ -1,0 +1,58 @@
+// daemon/connection.hpp - the state of one client connection (one Ksock).
+//
+// What it owns: the connection's socket, its input buffer (whole frames
+// are cut from it by protocol::parse_frame), its output buffer of encoded
+// replies (with the offsets of the replies that carry the poll fd), its
+// poll fd, the blocked receive it may hold (WAITREAD, SENDWAIT, REQUEST,
+// READBATCH with wait), and its back-pressure state. The functions that
+// work on it - reading, framing, flushing, pausing, closing - are the
+// Daemon's, in connection.cpp; the handlers of handlers.cpp append replies
+// to `out`.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/bus.hpp"
+#include "daemon/poll_fd.hpp"
+#include "protocol/frames.hpp"
+#include "util/fd.hpp"
+
+namespace kbus::daemon {
+
+struct Connection {
+  std::uint64_t id = 0;
+  util::Fd fd;
+  std::uint32_t bus = 0;
+  core::KsockId ksock = 0;  // 0 until HELLO succeeded
+  pid_t pid = 0;
+  std::uint32_t uid = 0;    // the peer's, from SO_PEERCRED
+  bool counted = false;     // admitted by the UserQuota (released at close)
+  Errc refuse = Errc::ok;   // a limit was reached: HELLO is answered with this
+  PollFd poll;
+  // A blocked receive (WAITREAD, SENDWAIT, REQUEST, READBATCH with wait):
+  // answered when its message is queued, or early by the next frame.
+  enum class Wait { kNone, kNext, kAnswer, kBatch };
+  Wait waiting = Wait::kNone;
+  bool wait_has_id = false;  // the reply starts with wait_id (SENDWAIT, REQUEST)
+  MessageId wait_id;
+  std::uint32_t wait_max_count = 0;
+  std::uint32_t wait_max_bytes = 0;
+  // Closed: no longer served; its Ksock is CLOSEd and it is freed at the end
+  // of the turn (Daemon::settle), so nothing re-enters the core meanwhile.
+  bool closed = false;
+  bool in_epoll_out = false;
+  bool reading_paused = false;
+  bool peer_gone = false;  // EOF seen: apply the buffered frames, then close
+  protocol::InputBuffer in;
+  std::string out;
+  std::size_t out_off = 0;
+  // Offsets in `out` of replies that carry the poll fd (POLLFD, HELLO):
+  // flush() sends each such reply with SCM_RIGHTS on its first bytes.
+  std::vector<std::size_t> fd_at;
+};
+
+}  // namespace kbus::daemon

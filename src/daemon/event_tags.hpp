@@ -1,0 +1,25 @@
+// daemon/event_tags.hpp - the daemon's fixed numbers, shared by its files.
+//
+// An epoll event's data is a tag: the signal pipe, a listener (bus number in
+// the low bits) or a connection (its id in the low bits).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kbus::daemon {
+
+constexpr std::uint64_t kTagSignal = 0;
+constexpr std::uint64_t kTagListener = 1ull << 62;
+constexpr std::uint64_t kTagConn = 2ull << 62;
+constexpr std::uint64_t kTagMask = 3ull << 62;
+constexpr std::uint32_t kMaxBuses = 256;
+// One connection's share of a turn: at most kReadChunk * 4 bytes read and
+// kFramesPerTurn frames applied, so that no client can starve the others.
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr int kFramesPerTurn = 64;
+// HELLO's frame is 16 bytes: a longer one before HELLO is garbage, cut off
+// before the daemon buffers it (docs/reliability.md §4).
+constexpr std::uint32_t kMaxHelloFrame = 64;
+
+}  // namespace kbus::daemon
