@@ -29,6 +29,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -292,6 +293,10 @@ class Bridge {
   Bridge& operator=(const Bridge&) = delete;
 
   int run();
+  // Closes and frees every NATS handle. libnats may still run a callback
+  // (the closed callback, on its own thread) into events_ afterwards: call
+  // nats_CloseAndWait() between this and the Bridge's destruction.
+  void teardown();
 
  private:
   struct Pending {
@@ -329,7 +334,6 @@ class Bridge {
   int allocate_id();
   bool setup_bus();
   bool subscribe(const std::string& subject, natsSubscription** sub);
-  void teardown();
 
   // from the bus
   bool read_bus();
@@ -1541,14 +1545,15 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
 }
 
 int run(const Options& options) {
-  int rc = kExitFailure;
-  {
-    Bridge b(options);
-    rc = b.run();
-  }
-  // Stops libnats' threads and frees what it holds (nothing is left for a
-  // leak checker to report).
+  auto b = std::make_unique<Bridge>(options);
+  const int rc = b->run();
+  b->teardown();
+  // Stops libnats' threads and frees what it holds. Only then may the Bridge
+  // go: the connection's closed callback runs on a libnats thread after
+  // natsConnection_Close returns and pushes into the Bridge's event queue
+  // (destroying the Bridge first was a use after free, seen by ASan).
   nats_CloseAndWait(2000);
+  b.reset();
   return rc;
 }
 
