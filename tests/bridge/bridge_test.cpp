@@ -122,6 +122,37 @@ Traffic run_traffic(Ksock& k, const std::string& name, int total, int window,
   return t;
 }
 
+// Every accepted request was answered exactly once, and each of the `total`
+// sends was either accepted or refused (KBUS-SPEC.md §6.1).
+void expect_each_answered_once(const Traffic& t, int total) {
+  for (const auto& [id, n] : t.answers) EXPECT_EQ(n, 1) << id.to_string();
+  EXPECT_EQ(static_cast<int>(t.answers.size()) + t.refused, total);
+}
+
+// A replier of `name` on host 2 (answering "h2:<data>"), and a Ksock on
+// host 0 that sees it through the bridges.
+struct ServedFleet {
+  Fleet f;
+  std::unique_ptr<Actor> rep;
+  Ksock a;
+  explicit ServedFleet(const std::string& name)
+      : rep(start_replier(*f.hosts[2].daemon, name, "h2")), a(f.open(0)) {}
+  // Whether the replier is reached from host 0 (its proxy is bound there).
+  bool ready(const std::string& name) {
+    return bound_id(*rep) != 0 && eventually([&] { return has_replier(a, name); });
+  }
+};
+
+// Whether a Request from `a` for `name` is again answered "h2:<data>".
+bool answered_again(Ksock& a, const std::string& name, const std::string& data) {
+  return eventually([&] {
+    auto id = a.try_send_msg(request(name, data));
+    if (!id) return false;
+    auto m = a.wait_for_msg(20s);
+    return m && m->data == "h2:" + data;
+  }, 60s);
+}
+
 // After the traffic: no late second answer is queued. A local round trip
 // on the same Ksock proves the queue holds nothing before its own reply.
 void expect_no_more(Fleet& f, int host, Ksock& k) {
@@ -457,20 +488,13 @@ TEST(Bridge, AClaimLapsesWhenItsBridgeDiesAndTheLeaseRunsOut) {
 // ---- failures during traffic: every request answered exactly once ----
 
 TEST(Bridge, KillingTheReplierDuringTrafficAnswersEveryRequestOnce) {
-  Fleet f;
-  auto rep = start_replier(*f.hosts[2].daemon, "$.Work", "h2");
-  ASSERT_NE(bound_id(*rep), 0u);
-  Ksock a = f.open(0);
-  ASSERT_TRUE(eventually([&] { return has_replier(a, "$.Work"); }));
+  ServedFleet sf("$.Work");
+  ASSERT_TRUE(sf.ready("$.Work"));
+  auto& [f, rep, a] = sf;
   auto t = run_traffic(a, "$.Work", 300, 16, [&](int answered) {
     if (answered == 50) rep->kill(SIGKILL);
   });
-  int accepted = 0;
-  for (auto& [id, n] : t.answers) {
-    EXPECT_EQ(n, 1) << id.to_string();
-    ++accepted;
-  }
-  EXPECT_EQ(accepted + t.refused, 300);
+  expect_each_answered_once(t, 300);
   EXPECT_GE(t.kinds["reply"], 50);
   // After the death: Statuses (GoneAway/Ignored/Disappeared), then SEND
   // refusals once the claim is gone (EADDRNOTAVAIL, §5.2-9).
@@ -481,11 +505,9 @@ TEST(Bridge, KillingTheReplierDuringTrafficAnswersEveryRequestOnce) {
 }
 
 TEST(Bridge, KillingANatsNodeDuringTrafficAnswersEveryRequestOnceAndTheBridgeReconnects) {
-  Fleet f;
-  auto rep = start_replier(*f.hosts[2].daemon, "$.Work", "h2");
-  ASSERT_NE(bound_id(*rep), 0u);
-  Ksock a = f.open(0);
-  ASSERT_TRUE(eventually([&] { return has_replier(a, "$.Work"); }));
+  ServedFleet sf("$.Work");
+  ASSERT_TRUE(sf.ready("$.Work"));
+  auto& [f, rep, a] = sf;
   // The node host 0's bridge is connected to (the client picks one of its
   // URLs at random).
   const int node = f.nats.index_of(f.hosts[0].connected_url());
@@ -494,61 +516,42 @@ TEST(Bridge, KillingANatsNodeDuringTrafficAnswersEveryRequestOnceAndTheBridgeRec
   auto t = run_traffic(a, "$.Work", 300, 16, [&](int answered) {
     if (answered == 60) f.nats.kill_node(node);
   }, 60);
-  for (auto& [id, n] : t.answers) EXPECT_EQ(n, 1) << id.to_string();
-  EXPECT_EQ(static_cast<int>(t.answers.size()) + t.refused, 300);
+  expect_each_answered_once(t, 300);
   EXPECT_GE(f.hosts[0].bridge->wait_for("disconnected from NATS", 20s, seen), 0);
   EXPECT_GE(f.hosts[0].bridge->wait_for("reconnected to", 20s, seen), 0);
   // Traffic flows again through another node.
-  bool again = eventually([&] {
-    auto id = a.try_send_msg(request("$.Work", "after"));
-    if (!id) return false;
-    auto m = a.wait_for_msg(20s);
-    return m && m->data == "h2:after";
-  }, 60s);
-  EXPECT_TRUE(again);
+  EXPECT_TRUE(answered_again(a, "$.Work", "after"));
   expect_no_more(f, 0, a);
   if (HasFailure()) dump(f);
 }
 
 TEST(Bridge, KillingTheServingBridgeDuringTrafficAnswersEveryRequestOnce) {
-  Fleet f;
-  auto rep = start_replier(*f.hosts[2].daemon, "$.Work", "h2");
-  ASSERT_NE(bound_id(*rep), 0u);
-  Ksock a = f.open(0);
-  ASSERT_TRUE(eventually([&] { return has_replier(a, "$.Work"); }));
+  ServedFleet sf("$.Work");
+  ASSERT_TRUE(sf.ready("$.Work"));
+  auto& [f, rep, a] = sf;
   auto t = run_traffic(a, "$.Work", 200, 16, [&](int answered) {
     if (answered == 40) f.hosts[2].bridge->kill(SIGKILL);
   });
-  for (auto& [id, n] : t.answers) EXPECT_EQ(n, 1) << id.to_string();
-  EXPECT_EQ(static_cast<int>(t.answers.size()) + t.refused, 200);
+  expect_each_answered_once(t, 200);
   EXPECT_GT(t.kinds["$.KBUS.Replier.GoneAway"] + t.kinds["$.KBUS.Replier.Ignored"], 0);
   // A new bridge on host 2 (same --id) takes its bus's claims back.
   f.hosts[2].start_bridge();
   ASSERT_GE(f.hosts[2].bridge->wait_for("claimed $.Work"), 0);
-  bool again = eventually([&] {
-    auto id = a.try_send_msg(request("$.Work", "back"));
-    if (!id) return false;
-    auto m = a.wait_for_msg(20s);
-    return m && m->data == "h2:back";
-  }, 60s);
-  EXPECT_TRUE(again);
+  EXPECT_TRUE(answered_again(a, "$.Work", "back"));
   expect_no_more(f, 0, a);
   if (HasFailure()) dump(f);
 }
 
 TEST(Bridge, KillingTheRequestingBridgeDuringTrafficAnswersEveryRequestOnce) {
-  Fleet f;
-  auto rep = start_replier(*f.hosts[2].daemon, "$.Work", "h2");
-  ASSERT_NE(bound_id(*rep), 0u);
-  Ksock a = f.open(0);
-  ASSERT_TRUE(eventually([&] { return has_replier(a, "$.Work"); }));
+  ServedFleet sf("$.Work");
+  ASSERT_TRUE(sf.ready("$.Work"));
+  auto& [f, rep, a] = sf;
   // Its Ksock closes: KBUS answers what it held (§7.2: GoneAway, Ignored),
   // and later sends find no replier (EADDRNOTAVAIL).
   auto t = run_traffic(a, "$.Work", 200, 16, [&](int answered) {
     if (answered == 40) f.hosts[0].bridge->kill(SIGKILL);
   });
-  for (auto& [id, n] : t.answers) EXPECT_EQ(n, 1) << id.to_string();
-  EXPECT_EQ(static_cast<int>(t.answers.size()) + t.refused, 200);
+  expect_each_answered_once(t, 200);
   EXPECT_GT(t.refused, 0);
   expect_no_more(f, 0, a);
   if (HasFailure()) dump(f);
