@@ -23,6 +23,7 @@
 // Client: reconnects after any loss with exponential backoff (100 ms
 // doubling to --reconnect-max-ms).
 #include "limpet/runner.hpp"
+#include "util/args.hpp"
 #include "util/signals.hpp"
 
 #include <fcntl.h>
@@ -47,18 +48,6 @@ namespace kbus::limpet {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// ---- the command line ----
-
-bool parse_number(const std::string& s, long long lo, long long hi, long long& out) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (errno != 0 || end == s.c_str() || *end != '\0' || v < lo || v > hi) return false;
-  out = v;
-  return true;
-}
 
 // ---- signals: util::SignalPipe (SIGINT/SIGTERM as a readable fd; SIGPIPE
 // ignored while the limpet runs) ----
@@ -147,20 +136,11 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
     p.error = std::move(text);
     return p;
   };
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string& out) -> bool {
-      if (i + 1 >= args.size()) return false;
-      out = args[++i];
-      return true;
-    };
-    auto number = [&](long long lo, long long hi, long long& out) -> int {
-      std::string v;
-      if (!value(v)) return 1;             // missing
-      if (!parse_number(v, lo, hi, out)) return 2;  // bad
-      return 0;
-    };
-    long long n = 0;
+  util::ArgReader r(args);
+  while (const std::string* arg = r.next()) {
+    const std::string& a = *arg;
+    util::ArgReader::Number n;
+    constexpr auto kMissing = util::ArgReader::Number::Status::kMissing;
     if (a == "-h" || a == "-help" || a == "--help") {
       p.outcome = ParsedArgs::Outcome::kHelp;
       return p;
@@ -169,46 +149,46 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
     } else if (a == "-c" || a == "-client" || a == "--client") {
       o.role = Options::Role::kClient;
     } else if (a == "-id" || a == "--id" || a == "--network-id") {
-      int rc = number(1, 0xFFFFFFFFLL, n);
-      if (rc == 1) return error("switch " + a + " needs a network id");
-      if (rc == 2) return error("network id '" + args[i] + "' must be a number greater than 0");
-      o.network_id = static_cast<std::uint32_t>(n);
+      n = r.number(1, 0xFFFFFFFFLL);
+      if (n.status == kMissing) return error("switch " + a + " needs a network id");
+      if (!n.ok()) return error("network id '" + n.text + "' must be a number greater than 0");
+      o.network_id = static_cast<std::uint32_t>(n.value);
     } else if (a == "-k" || a == "-kbus" || a == "--kbus" || a == "-b" || a == "--bus") {
-      int rc = number(0, 255, n);
-      if (rc == 1) return error("switch " + a + " needs a bus number");
-      if (rc == 2) return error("bus number '" + args[i] + "' must be 0..255");
-      o.bus = static_cast<int>(n);
+      n = r.number(0, 255);
+      if (n.status == kMissing) return error("switch " + a + " needs a bus number");
+      if (!n.ok()) return error("bus number '" + n.text + "' must be 0..255");
+      o.bus = static_cast<int>(n.value);
     } else if (a == "-m" || a == "-message" || a == "--message") {
-      if (!value(o.message_name)) return error("switch " + a + " needs a message name");
+      if (!r.value(o.message_name)) return error("switch " + a + " needs a message name");
     } else if (a == "-v" || a == "-verbose" || a == "--verbose") {
-      int rc = number(0, 2, n);
-      if (rc == 1) return error("switch " + a + " needs a level (0, 1 or 2)");
-      if (rc == 2) return error("verbosity '" + args[i] + "' must be 0, 1 or 2");
-      o.verbosity = static_cast<int>(n);
+      n = r.number(0, 2);
+      if (n.status == kMissing) return error("switch " + a + " needs a level (0, 1 or 2)");
+      if (!n.ok()) return error("verbosity '" + n.text + "' must be 0, 1 or 2");
+      o.verbosity = static_cast<int>(n.value);
     } else if (a == "-t" || a == "--terminate") {
       std::string t;
-      if (!value(t)) return error("switch " + a + " needs a message name");
+      if (!r.value(t)) return error("switch " + a + " needs a message name");
       o.termination = t;
     } else if (a == "-d" || a == "--dir") {
-      if (!value(o.dir)) return error("switch " + a + " needs a directory");
+      if (!r.value(o.dir)) return error("switch " + a + " needs a directory");
     } else if (a == "--max-messages") {
-      int rc = number(1, 0xFFFFFFFFLL, n);
-      if (rc != 0) return error("--max-messages needs a number greater than 0");
-      o.max_messages = static_cast<std::uint32_t>(n);
+      n = r.number(1, 0xFFFFFFFFLL);
+      if (!n.ok()) return error("--max-messages needs a number greater than 0");
+      o.max_messages = static_cast<std::uint32_t>(n.value);
     } else if (a == "--reconnect-max-ms") {
-      int rc = number(10, 3600000, n);
-      if (rc != 0) return error("--reconnect-max-ms needs a number of milliseconds (10..3600000)");
-      o.reconnect_max_ms = static_cast<int>(n);
+      n = r.number(10, 3600000);
+      if (!n.ok()) return error("--reconnect-max-ms needs a number of milliseconds (10..3600000)");
+      o.reconnect_max_ms = static_cast<int>(n.value);
     } else if (a == "--tls-cert" || a == "--tls-key" || a == "--tls-ca" || a == "--tls-peer-name") {
       std::string v;
-      if (!value(v) || v.empty()) {
+      if (!r.value(v) || v.empty()) {
         return error("switch " + a + (a == "--tls-peer-name" ? " needs a name" : " needs a file"));
       }
       (a == "--tls-cert" ? o.tls.cert : a == "--tls-key" ? o.tls.key : a == "--tls-ca" ? o.tls.ca
                                                                          : o.tls.peer_name) = v;
     } else if (a == "--tls-peer-fingerprint") {
       std::string v;
-      if (!value(v)) return error("switch " + a + " needs a SHA-256 fingerprint");
+      if (!r.value(v)) return error("switch " + a + " needs a SHA-256 fingerprint");
       o.tls.peer_fingerprint = parse_fingerprint(v);
       if (!o.tls.peer_fingerprint) {
         return error("--tls-peer-fingerprint '" + v +
