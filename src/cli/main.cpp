@@ -3,6 +3,7 @@
 //
 //   kbus send     [-b BUS] [--urgent] [--all-or-fail|--all-or-wait] NAME [DATA|-]
 //   kbus listen   [-b BUS] [--count N] [--json] [-t] [--max-messages N] NAME...
+//   kbus monitor  [-b BUS] [--count N] [--json] [-t] [--max-messages N]   (all traffic, D25)
 //   kbus request  [-b BUS] [--timeout S] [--to ID] [--json] NAME [DATA|-]
 //   kbus reply    [-b BUS] [--count N] [--json] NAME (DATA | --exec CMD)
 //   kbus bindings | stats   [-b BUS] [--json | --raw]
@@ -298,18 +299,13 @@ void print_received(const Message& m, const ListenOptions& o) {
   }
 }
 
-int cmd_listen(const Common& c, const std::vector<std::string>& names, const ListenOptions& o) {
-  Ksock k = open_or_fail(c, Mode::read, "listen");
-  auto setup = [&](Ksock& ks) {
-    if (o.max_messages) {
-      auto r = ks.try_set_max_messages(o.max_messages);
-      if (!r) {
-        throw CommandFailed{report_failure("listen: --max-messages", to_errno(r.error()),
-                                           context(c, Context::Step::kOther))};
-      }
-    }
-    for (const auto& n : names) bind_or_fail(ks, c, n, false, "listen");
-  };
+// Prints what arrives on k (set up by `setup`, again after a reconnect)
+// until --count messages, a stop signal, or a failure. After each batch
+// read, `check_missed(k, batch size, queue length)` tells on stderr whether
+// messages were missed. The loop of `listen` and `monitor`.
+int print_messages(Ksock& k, const Common& c, const ListenOptions& o, const std::string& what,
+                   const std::function<void(Ksock&)>& setup,
+                   const std::function<void(Ksock&, std::size_t, std::uint32_t)>& check_missed) {
   setup(k);
   const std::uint32_t limit = k.max_messages();
   util::SignalPipe stop;
@@ -320,11 +316,37 @@ int cmd_listen(const Common& c, const std::vector<std::string>& names, const Lis
     if (o.count > 0) want = static_cast<std::uint32_t>(std::min<long>(want, o.count - got));
     auto batch = k.try_read_msgs(want);
     if (!batch && batch.error() == Errc::econnreset && o.reconnect) {
-      if (!reconnect(k, c, Mode::read, stop, "listen", setup)) break;
+      if (!reconnect(k, c, Mode::read, stop, what, setup)) break;
       continue;
     }
-    if (!batch) return report_failure("listen", to_errno(batch.error()), context(c, Context::Step::kOther));
-    if (limit && batch->size() >= limit) {
+    if (!batch) return report_failure(what, to_errno(batch.error()), context(c, Context::Step::kOther));
+    check_missed(k, batch->size(), limit);
+    for (const Message& m : *batch) {
+      print_received(m, o);
+      ++got;
+    }
+  }
+  return kExitOk;
+}
+
+// Sets the Ksock's queue length, as --max-messages says.
+void set_queue_length(Ksock& k, const Common& c, const ListenOptions& o, const std::string& what) {
+  if (!o.max_messages) return;
+  auto r = k.try_set_max_messages(o.max_messages);
+  if (!r) {
+    throw CommandFailed{report_failure(what + ": --max-messages", to_errno(r.error()),
+                                       context(c, Context::Step::kOther))};
+  }
+}
+
+int cmd_listen(const Common& c, const std::vector<std::string>& names, const ListenOptions& o) {
+  Ksock k = open_or_fail(c, Mode::read, "listen");
+  auto setup = [&](Ksock& ks) {
+    set_queue_length(ks, c, o, "listen");
+    for (const auto& n : names) bind_or_fail(ks, c, n, false, "listen");
+  };
+  auto check_missed = [](Ksock&, std::size_t n, std::uint32_t limit) {
+    if (limit && n >= limit) {
       // The queue held all it may: KBUS drops what a full listener cannot
       // take (KBUS-SPEC.md §5.2), so messages may have been missed.
       std::fprintf(stderr,
@@ -332,12 +354,40 @@ int cmd_listen(const Common& c, const std::vector<std::string>& names, const Lis
                    "have been missed; raise --max-messages\n",
                    limit);
     }
-    for (const Message& m : *batch) {
-      print_received(m, o);
-      ++got;
+  };
+  return print_messages(k, c, o, "listen", setup, check_missed);
+}
+
+// `kbus monitor`: every message on the bus, Status messages included
+// (docs/decisions.md D25). MONITOR counts the copies a full queue dropped.
+int cmd_monitor(const Common& c, const ListenOptions& o) {
+  Ksock k = open_or_fail(c, Mode::read, "monitor");
+  auto setup = [&](Ksock& ks) {
+    set_queue_length(ks, c, o, "monitor");
+    auto r = ks.try_monitor(Toggle::on);
+    if (!r) {
+      throw CommandFailed{report_failure("monitor", to_errno(r.error()), context(c, Context::Step::kOther))};
     }
+  };
+  std::uint64_t total = 0;
+  auto check_missed = [&](Ksock& ks, std::size_t, std::uint32_t limit) {
+    auto n = ks.try_monitor(Toggle::query);
+    if (!n || *n == 0) return;  // (kbusd gone: the next read says so)
+    total += *n;
+    std::fprintf(stderr,
+                 "kbus monitor: missed %u message%s: the queue was full (%u messages); raise "
+                 "--max-messages\n",
+                 *n, *n == 1 ? "" : "s", limit);
+  };
+  const int rc = print_messages(k, c, o, "monitor", setup, check_missed);
+  if (rc == kExitOk && k.is_open()) {
+    if (auto n = k.try_monitor(Toggle::query)) total += *n;
   }
-  return kExitOk;
+  if (total > 0) {
+    std::fprintf(stderr, "kbus monitor: missed %llu message%s in all\n",
+                 static_cast<unsigned long long>(total), total == 1 ? "" : "s");
+  }
+  return rc;
 }
 
 int cmd_request(const Common& c, const std::string& name, const std::optional<std::string>& data,
@@ -562,7 +612,7 @@ int cmd_help(CLI::App& app, CLI::App* help, const std::optional<std::string>& he
     return kExitUsage;
   }
   if (topic->get_name() == "limpet") {
-    return limpet::main_with_args("kbus limpet", {"--help"});
+    return limpet::main_with_args("kbus limpet", {"--help"}, limpet::kCliStyle);
   }
 #ifdef KBUS_HAVE_BRIDGE
   if (topic->get_name() == "bridge") return bridge::main_with_args("kbus bridge", {"--help"});
@@ -664,7 +714,7 @@ struct Args {
 
 // The commands, to tell which one was given.
 struct Commands {
-  CLI::App *send, *listen, *request, *reply, *bindings, *stats, *maxsize, *help, *newdev, *errno_cmd;
+  CLI::App *send, *listen, *monitor, *request, *reply, *bindings, *stats, *maxsize, *help, *newdev, *errno_cmd;
   Passthrough pass;
 };
 
@@ -681,6 +731,19 @@ void add_message_commands(CLI::App& app, Args& a, Commands& cmds) {
                      "queue up to N messages for this listener (default 1000; 0: the bus default, 100); "
                      "KBUS drops what a full queue cannot take, and listen says so");
   listen->add_option("NAME", a.names, "message names (wildcards allowed)")->required();
+
+  // `monitor`: as listen, for every message on the bus (docs/decisions.md D25).
+  auto* monitor = cmds.monitor = app.add_subcommand(
+      "monitor", "print every message on the bus, Status messages included (as dbus-monitor)");
+  add_common(monitor, a.common);
+  monitor->add_option("--count", a.count, "stop after N messages");
+  monitor->add_flag("--json", a.json, "one JSON object per line");
+  monitor->add_flag("-t,--timestamps", a.lo.timestamps, "prefix each message with the UTC time it was printed");
+  monitor->add_flag("--no-reconnect", a.no_reconnect,
+                    "exit (status 1) if kbusd goes away, instead of waiting for it and monitoring again");
+  monitor->add_option("--max-messages", a.lo.max_messages,
+                      "queue up to N messages for the monitor (default 1000; 0: the bus default, 100); "
+                      "what a full queue cannot take is missed, and monitor says how many");
 
   auto* request = cmds.request = app.add_subcommand("request", "send a Request and print the Reply");
   add_common(request, a.common);
@@ -727,11 +790,11 @@ Commands add_commands(CLI::App& app, Args& a) {
 int dispatch(const Commands& cmds, Args& a) {
   const Common& common = a.common;
   if (cmds.send->parsed()) return cmd_send(common, a.name, a.data, a.so.urgent, a.so.all_or_fail, a.so.all_or_wait);
-  if (cmds.listen->parsed()) {
+  if (cmds.listen->parsed() || cmds.monitor->parsed()) {
     a.lo.count = a.count;
     a.lo.json = a.json;
     a.lo.reconnect = !a.no_reconnect;
-    return cmd_listen(common, a.names, a.lo);
+    return cmds.listen->parsed() ? cmd_listen(common, a.names, a.lo) : cmd_monitor(common, a.lo);
   }
   if (cmds.request->parsed()) return cmd_request(common, a.name, a.data, a.timeout, a.to, a.json);
   if (cmds.reply->parsed()) return cmd_reply(common, a.name, a.data, a.exec, a.count, a.json, !a.no_reconnect);
@@ -741,7 +804,9 @@ int dispatch(const Commands& cmds, Args& a) {
   if (cmds.maxsize->parsed()) return cmd_max_size(common, a.max_size);
   if (cmds.newdev->parsed()) return cmd_new_device(common);
   if (cmds.errno_cmd->parsed()) return cmd_errno(a.errno_arg, a.list);
-  if (cmds.pass.limpet->parsed()) return limpet::main_with_args("kbus limpet", cmds.pass.limpet->remaining());
+  if (cmds.pass.limpet->parsed()) {
+    return limpet::main_with_args("kbus limpet", cmds.pass.limpet->remaining(), limpet::kCliStyle);
+  }
   if (cmds.pass.run->parsed()) return cmd_run(a.run_dir, cmds.pass.run->remaining());
 #ifdef KBUS_HAVE_BRIDGE
   if (cmds.pass.bridge && cmds.pass.bridge->parsed()) {

@@ -85,7 +85,7 @@ constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
 }  // namespace
 
-std::string usage(const std::string& program) {
+std::string usage(const std::string& program, const Style& style) {
   return "Usage: " + program +
          " (-s | -c) [options] (<host>:<port> | <path>)\n"
          "\n"
@@ -119,8 +119,10 @@ std::string usage(const std::string& program) {
          "  -h, -help          this text\n"
          "\n"
          "Arguments may come in any order; later ones win. Exit status: 0 stopped\n"
-         "(SIGINT/SIGTERM or -t), 1 bad usage, 2 the bus or socket failed,\n"
-         "3 misconfiguration (same network id at both ends or twice on a bus,\n"
+         "(SIGINT/SIGTERM or -t), " +
+         std::to_string(style.usage) + " bad usage, " + std::to_string(style.failure) +
+         " the bus or socket failed,\n" + std::to_string(style.misconfig) +
+         " misconfiguration (same network id at both ends or twice on a bus,\n"
          "both ends on one bus).\n";
 }
 
@@ -695,23 +697,37 @@ int run(const Options& o) {
   return runner.run();
 }
 
-int main_with_args(const std::string& program, const std::vector<std::string>& args) {
+int main_with_args(const std::string& program, const std::vector<std::string>& args, const Style& style) {
   ParsedArgs p = parse_args(args);
+  if (args.empty() && !style.no_arguments_is_help) {
+    p.outcome = ParsedArgs::Outcome::kError;
+    p.error = "give -s (server) or -c (client), and an address (<host>:<port> or <path>)";
+  }
   switch (p.outcome) {
     case ParsedArgs::Outcome::kHelp:
-      std::fputs(usage(program).c_str(), stdout);
+      std::fputs(usage(program, style).c_str(), stdout);
       return kExitOk;
     case ParsedArgs::Outcome::kError:
-      std::fprintf(stderr, "%s: %s\n\n%s", program.c_str(), p.error.c_str(), usage(program).c_str());
-      return kExitUsage;
+      if (style.full_usage_on_error) {
+        std::fprintf(stderr, "%s: %s\n\n%s", program.c_str(), p.error.c_str(), usage(program, style).c_str());
+      } else {
+        std::fprintf(stderr, "%s: %s\nRun with --help for more information.\n", program.c_str(), p.error.c_str());
+      }
+      return style.usage;
     case ParsedArgs::Outcome::kRun:
       break;
   }
+  int rc = kExitFailure;
   try {
-    return run(p.options);
+    rc = run(p.options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
-    return kExitFailure;
+  }
+  switch (rc) {
+    case kExitUsage: return style.usage;
+    case kExitFailure: return style.failure;
+    case kExitMisconfig: return style.misconfig;
+    default: return rc;
   }
 }
 
