@@ -29,6 +29,10 @@
 #include <string>
 #include <vector>
 
+#ifdef KBUSD_PATH
+#include "kbus/ksock.hpp"
+#endif
+
 namespace bench {
 
 inline std::uint64_t now_ns() {
@@ -392,5 +396,114 @@ inline Row run_throughput(const TputSpec& spec, TputHooks& h) {
   if (ooo) r.note = "out of order: " + std::to_string(ooo);
   return r;
 }
+
+// ------------------------------------------- kbusd and kbus-limpet processes
+// For the benchmarks built against the kbus client with KBUSD_PATH (and
+// KBUS_LIMPET_PATH) defined: limpet_bench.cpp and nats_bench.cpp.
+
+// Says what went wrong, naming the benchmark, and exits 2.
+[[noreturn]] inline void fatal(const std::string& what) {
+  std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, what.c_str());
+  std::exit(2);
+}
+
+// A fresh directory /tmp/<prefix>-XXXXXX.
+inline std::string make_temp_dir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) fatal("mkdtemp " + tmpl + ": " + std::strerror(errno));
+  return tmpl;
+}
+
+// Starts args (args[0] the program's path) with its stdout - and its
+// stderr too if `with_stderr`, else /dev/null - on a pipe; returns once a
+// line contains `ready` ("" : the first line), bounded by the child's exit,
+// with that line in *line_out. A drainer process then keeps reading the
+// pipe, so the child never blocks on its output.
+inline pid_t start_program(const std::vector<std::string>& args, const std::string& ready,
+                           std::string* line_out = nullptr, bool with_stderr = true) {
+  int out[2];
+  if (::pipe(out) != 0) fatal("pipe");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    if (with_stderr) {
+      ::dup2(out[1], 2);
+    } else {
+      int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, 2);
+    }
+    ::close(out[0]);
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string line;
+  char c;
+  for (;;) {
+    if (::read(out[0], &c, 1) != 1) fatal(args[0] + " exited before saying '" + ready + "'");
+    if (c != '\n') {
+      line.push_back(c);
+      continue;
+    }
+    if (line.find(ready) != std::string::npos) break;
+    line.clear();
+  }
+  if (line_out) *line_out = line;
+  if (::fork() == 0) {
+    char buf[4096];
+    while (::read(out[0], buf, sizeof buf) > 0) {
+    }
+    ::_exit(0);
+  }
+  ::close(out[0]);
+  return pid;
+}
+
+// Ends a process started here: SIGTERM, then waits for it.
+inline void stop_program(pid_t pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+}
+
+#ifdef KBUSD_PATH
+// A kbusd serving bus 0 in `dir`; returns once a Ksock opens there.
+inline pid_t start_kbusd(const std::string& dir) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execl(KBUSD_PATH, "kbusd", "--dir", dir.c_str(), nullptr);
+    ::_exit(127);
+  }
+  // Bounded wait for the socket to accept a Ksock.
+  for (int i = 0; i < 1000; ++i) {
+    if (kbus::Ksock::try_open(0, kbus::Mode::read, dir).ok()) return pid;
+    ::poll(nullptr, 0, 5);
+  }
+  fatal("kbusd did not start in " + dir);
+}
+#endif
+
+#ifdef KBUS_LIMPET_PATH
+// A kbus-limpet with these arguments; returns once it printed its banner,
+// with the port it listens on in *port (TCP with port 0: the one bound).
+inline pid_t start_limpet(const std::vector<std::string>& args, int* port = nullptr) {
+  std::vector<std::string> argv = {KBUS_LIMPET_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string banner;
+  pid_t pid = start_program(argv, "kbus Limpet:", &banner, /*with_stderr=*/false);
+  if (port) {
+    auto at = banner.find("port ");
+    *port = at == std::string::npos ? 0 : std::atoi(banner.c_str() + at + 5);
+  }
+  return pid;
+}
+#endif
 
 }  // namespace bench

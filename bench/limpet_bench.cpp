@@ -42,71 +42,11 @@ using Clock = std::chrono::steady_clock;
 using Rtt = bench::Summary;  // p50_us, p99_us, mean_us
 using bench::summarise;
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "kbus_bench_limpet: %s\n", what.c_str());
-  std::exit(2);
-}
+[[noreturn]] void die(const std::string& what) { bench::fatal(what); }
 
-std::string make_dir() {
-  char tmpl[] = "/tmp/kbus-limpet-bench-XXXXXX";
-  if (!mkdtemp(tmpl)) die("mkdtemp");
-  return tmpl;
-}
-
-pid_t start_daemon(const std::string& dir) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(KBUSD_PATH, "kbusd", "--dir", dir.c_str(), nullptr);
-    _exit(127);
-  }
-  // Bounded wait for the socket to accept a Ksock.
-  for (int i = 0; i < 1000; ++i) {
-    if (kbus::Ksock::try_open(0, kbus::Mode::read, dir).ok()) return pid;
-    poll(nullptr, 0, 5);
-  }
-  die("kbusd did not start");
-}
-
-// A limpet; returns its pid and (for TCP with port 0) the bound port.
-pid_t start_limpet(const std::vector<std::string>& args, int* port) {
-  int out[2];
-  if (pipe(out) != 0) die("pipe");
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 2);
-    close(out[0]);
-    std::vector<char*> argv;
-    std::string prog = KBUS_LIMPET_PATH;
-    argv.push_back(prog.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(prog.c_str(), argv.data());
-    _exit(127);
-  }
-  close(out[1]);
-  std::string banner;
-  char c;
-  while (read(out[0], &c, 1) == 1 && c != '\n') banner.push_back(c);
-  // Keep reading its stdout (drained by a child) so it never blocks on it.
-  if (fork() == 0) {
-    char buf[4096];
-    while (read(out[0], buf, sizeof buf) > 0) {
-    }
-    _exit(0);
-  }
-  close(out[0]);
-  if (port) {
-    auto at = banner.find("port ");
-    *port = at == std::string::npos ? 0 : std::atoi(banner.c_str() + at + 5);
-  }
-  return pid;
-}
+std::string make_dir() { return bench::make_temp_dir("kbus-limpet-bench"); }
+using bench::start_kbusd;
+using bench::start_limpet;
 
 pid_t start_echo(const std::string& dir) {
   int ready[2];
@@ -310,7 +250,7 @@ int main(int argc, char** argv) {
     if (kind == Link::kTls && !have_tls) continue;
     Path p;
     p.da = make_dir();
-    p.ka = start_daemon(p.da);
+    p.ka = start_kbusd(p.da);
     if (kind == Link::kNone) {
       p.name = "single bus";
       p.db = p.da;
@@ -320,7 +260,7 @@ int main(int argc, char** argv) {
                : kind == Link::kTcp ? "limpet pair, TCP 127.0.0.1"
                                     : "limpet pair, TLS 1.3 (TCP)";
       p.db = make_dir();
-      p.kb = start_daemon(p.db);
+      p.kb = start_kbusd(p.db);
       int port = 0;
       const std::string path = p.da + "/limpet.sock";
       const bool tcp = kind != Link::kUnix;

@@ -30,16 +30,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "kbus_bench_nats: %s\n", what.c_str());
-  std::exit(2);
-}
+[[noreturn]] void die(const std::string& what) { bench::fatal(what); }
 
-std::string make_dir() {
-  char tmpl[] = "/tmp/kbus-nats-bench-XXXXXX";
-  if (!mkdtemp(tmpl)) die("mkdtemp");
-  return tmpl;
-}
+std::string make_dir() { return bench::make_temp_dir("kbus-nats-bench"); }
+using bench::start_kbusd;
+using bench::start_limpet;
+using bench::stop_program;
 
 int free_port() {
   int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -51,68 +47,6 @@ int free_port() {
   getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
   close(s);
   return ntohs(a.sin_port);
-}
-
-// Starts argv with stdout+stderr on a pipe; returns when a line contains
-// `ready` (bounded by the child's exit); then a drainer keeps reading.
-pid_t start(const std::vector<std::string>& args, const std::string& ready, std::string* line_out = nullptr) {
-  int out[2];
-  if (pipe(out) != 0) die("pipe");
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    dup2(out[1], 2);
-    close(out[0]);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(out[1]);
-  std::string line;
-  char c;
-  for (;;) {
-    if (read(out[0], &c, 1) != 1) die(args[0] + " exited before saying '" + ready + "'");
-    if (c != '\n') {
-      line.push_back(c);
-      continue;
-    }
-    if (line.find(ready) != std::string::npos) break;
-    line.clear();
-  }
-  if (line_out) *line_out = line;
-  if (fork() == 0) {
-    char buf[4096];
-    while (read(out[0], buf, sizeof buf) > 0) {
-    }
-    _exit(0);
-  }
-  close(out[0]);
-  return pid;
-}
-
-pid_t start_daemon(const std::string& dir) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(KBUSD_PATH, "kbusd", "--dir", dir.c_str(), nullptr);
-    _exit(127);
-  }
-  for (int i = 0; i < 1000; ++i) {
-    if (kbus::Ksock::try_open(0, kbus::Mode::read, dir).ok()) return pid;
-    poll(nullptr, 0, 5);
-  }
-  die("kbusd did not start");
-}
-
-void stop(pid_t pid) {
-  if (pid <= 0) return;
-  kill(pid, SIGTERM);
-  waitpid(pid, nullptr, 0);
 }
 
 // An echoing replier on `dir` in a thread; stopped by `quit`.
@@ -304,9 +238,9 @@ int main(int argc, char** argv) {
     std::ofstream conf(work + "/nats.conf");
     conf << "listen: 127.0.0.1:" << port << "\njetstream { store_dir: \"" << work << "/js\" }\n";
   }
-  const pid_t nats = start({NATS_SERVER_PATH, "-c", work + "/nats.conf"}, "Server is ready");
+  const pid_t nats = bench::start_program({NATS_SERVER_PATH, "-c", work + "/nats.conf"}, "Server is ready");
   const std::string da = make_dir(), db = make_dir();
-  const pid_t ka = start_daemon(da), kb = start_daemon(db);
+  const pid_t ka = start_kbusd(da), kb = start_kbusd(db);
 
   struct Row {
     std::string name;
@@ -317,8 +251,8 @@ int main(int argc, char** argv) {
 
   // Through NATS, with a bridge on each bus.
   {
-    pid_t ba = start({KBUS_BRIDGE_PATH, "-d", da, "--id", "1", "--claims-poll-ms", "100", url}, "ready:");
-    pid_t bb = start({KBUS_BRIDGE_PATH, "-d", db, "--id", "2", "--claims-poll-ms", "100", url}, "ready:");
+    pid_t ba = bench::start_program({KBUS_BRIDGE_PATH, "-d", da, "--id", "1", "--claims-poll-ms", "100", url}, "ready:");
+    pid_t bb = bench::start_program({KBUS_BRIDGE_PATH, "-d", db, "--id", "2", "--claims-poll-ms", "100", url}, "ready:");
     std::atomic<bool> quit{false}, up{false};
     std::thread echo = echo_thread(db, quit, up);
     Row r{"bridge (NATS)", kbus_round_trips(da, iterations, payload), {}};
@@ -326,16 +260,14 @@ int main(int argc, char** argv) {
     echo.join();
     r.flow = kbus_flow(da, db, announcements, payload);
     rows.push_back(r);
-    stop(ba);
-    stop(bb);
+    stop_program(ba);
+    stop_program(bb);
   }
   // A limpet TCP pair.
   {
-    std::string banner;
-    pid_t server = start({KBUS_LIMPET_PATH, "-s", "-id", "2", "-d", da, "127.0.0.1:0"}, "port ", &banner);
-    auto at = banner.find("port ");
-    const int lport = std::atoi(banner.c_str() + at + 5);
-    pid_t client = start({KBUS_LIMPET_PATH, "-c", "-id", "1", "-d", db, "127.0.0.1:" + std::to_string(lport)}, "");
+    int lport = 0;
+    pid_t server = start_limpet({"-s", "-id", "2", "-d", da, "127.0.0.1:0"}, &lport);
+    pid_t client = start_limpet({"-c", "-id", "1", "-d", db, "127.0.0.1:" + std::to_string(lport)});
     std::atomic<bool> quit{false}, up{false};
     std::thread echo = echo_thread(db, quit, up);
     Row r{"limpet TCP pair", kbus_round_trips(da, iterations, payload), {}};
@@ -343,8 +275,8 @@ int main(int argc, char** argv) {
     echo.join();
     r.flow = kbus_flow(da, db, announcements, payload);
     rows.push_back(r);
-    stop(client);
-    stop(server);
+    stop_program(client);
+    stop_program(server);
   }
   // Plain NATS.
   {
@@ -352,9 +284,9 @@ int main(int argc, char** argv) {
     nats_bench(url, iterations, announcements, payload, r.rtt, r.flow);
     rows.push_back(r);
   }
-  stop(ka);
-  stop(kb);
-  stop(nats);
+  stop_program(ka);
+  stop_program(kb);
+  stop_program(nats);
   std::string cmd = "rm -rf '" + work + "' '" + da + "' '" + db + "'";
   if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "cannot remove the temporary directories\n");
 

@@ -101,5 +101,7 @@ add('frame_nextread_reply', "NEXTREAD reply: Announcement '$.Fred' data 'dada' i
 add('frame_waitread', 'WAITREAD', req(69))
 add('frame_reset', 'RESET (no-op; also cancels a WAITREAD)', req(1))
 add('frame_unknown_reply', 'reply to an unknown op: -ENOTTY (25)', rep(-25))
+add('frame_monitor_on', 'MONITOR on (docs/decisions.md D25)', req(77, struct.pack('<I', 1)))
+add('frame_monitor_reply', 'MONITOR reply: 3 copies missed since the last MONITOR', rep(0, struct.pack('<I', 3)))
 
 print(json.dumps({'byte_order': 'little-endian', 'vectors': vectors}, indent=1))

@@ -219,6 +219,17 @@ class KBUS_EXPORT Ksock {
   bool report_replier_binds(Toggle t = Toggle::query);
   Result<bool> try_report_replier_binds(Toggle t = Toggle::query) noexcept;
 
+  // MONITOR (kbus extension, docs/decisions.md D25): on makes this Ksock a
+  // monitor, which receives a copy of every message its bus sends or makes
+  // (Status messages included), in bus order, and takes no part in KBUS
+  // (BIND and WRITE answer EBUSY); off makes it ordinary again; query
+  // changes nothing. Returns the number of copies a full queue made it miss
+  // since the previous call (MAXMSGS sets its queue's length). EBADF if the
+  // Ksock cannot read; EBUSY to on if it has bindings, Requests awaiting
+  // replies, replies owed or a message being written or sent.
+  std::uint32_t monitor(Toggle t = Toggle::query);
+  Result<std::uint32_t> try_monitor(Toggle t = Toggle::query) noexcept;
+
   // NEWDEVICE: creates the next bus and returns its number. EINVAL if 256
   // buses exist.
   std::uint32_t new_device();

@@ -55,6 +55,7 @@ _OP_REQUEST = 72
 _OP_SENDBATCH = 74
 _OP_READBATCH = 75
 _OP_POLLFD = 76
+_OP_MONITOR = 77  # docs/decisions.md D25
 
 PROTOCOL_VERSION = 1
 _MODE_READ = 1
@@ -857,6 +858,18 @@ class Ksock(object):
         previous setting. With ``just_ask`` only returns the setting."""
         value = 0xFFFFFFFF if just_ask else (1 if only_once else 0)
         return self._op_u32(_u32_frame(_OP_MSGONLYONCE, value))
+
+    def monitor(self, on=True, just_ask=False):
+        """Make this Ksock a monitor (or an ordinary Ksock again, with
+        ``on=False``): it then receives a copy of every message its bus
+        sends or makes, Status messages included, in bus order, and takes
+        no part in KBUS (bind and write fail with EBUSY). With ``just_ask``
+        nothing changes. Returns the number of copies a full queue made it
+        miss since the previous call (a kbus extension, docs/decisions.md
+        D25). EBADF if it cannot read; EBUSY to ``on`` if it has bindings,
+        Requests awaiting replies, replies owed or a send pending."""
+        value = 0xFFFFFFFF if just_ask else (1 if on else 0)
+        return self._op_u32(_u32_frame(_OP_MONITOR, value))
 
     def kernel_module_verbose(self, verbose=True, just_ask=False):
         """Turn the bus's verbose flag on/off; returns the previous value."""

@@ -814,6 +814,35 @@ def test_want_messages_once(kbusd):
     assert k.want_messages_once(just_ask=True) == 0
 
 
+def test_monitor_sees_all_traffic_and_status(kbusd):
+    """docs/decisions.md D25: a monitor gets every message of the bus, the
+    Status messages that only the requester gets too (KBUS-SPEC.md §6.2),
+    in bus order, and takes no part in KBUS."""
+    mon = Ksock(0, 'r')
+    assert mon.monitor() == 0
+    replier, requester = Ksock(0), Ksock(0)
+    replier.bind('$.Fred', True)
+    requester.send_msg(Announcement('$.Nobody', 'hi'))
+    req_id = requester.send_msg(Request('$.Fred', 'q'))
+    replier.close()                              # GoneAway (§7.2-3)
+    names = []
+    while len(names) < 3:
+        m = mon.wait_for_msg(10)
+        assert m is not None, names
+        names.append(m.name)
+        last = m
+    assert names == ['$.Nobody', '$.Fred', '$.KBUS.Replier.GoneAway']
+    assert last.in_reply_to == req_id
+    assert last.to == requester.ksock_id()
+    check_errno(errno.EBUSY, mon.bind, '$.Jim')
+    bound = Ksock(0)
+    bound.bind('$.Jim')
+    check_errno(errno.EBUSY, bound.monitor)
+    assert mon.monitor(just_ask=True) == 0
+    assert mon.monitor(False) == 0
+    mon.bind('$.Jim')                            # ordinary again
+
+
 def test_kernel_module_verbose(kbusd):
     k = Ksock(0)
     assert k.kernel_module_verbose(just_ask=True) == 0

@@ -40,6 +40,8 @@
 #include "core/names.hpp"
 #include "limpet/ksock_bus.hpp"
 #include "limpet/wire.hpp"
+#include "util/args.hpp"
+#include "util/signals.hpp"
 
 namespace kbus::bridge {
 
@@ -54,60 +56,9 @@ constexpr std::string_view kClaimRefused = "$.KBUS.Bridge.ClaimRefused";
 
 std::string errname(Errc e) { return errno_name(to_errno(e)); }
 
-bool parse_number(const std::string& s, long long lo, long long hi, long long& out) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (errno != 0 || end == s.c_str() || *end != '\0' || v < lo || v > hi) return false;
-  out = v;
-  return true;
-}
-
-// ---- signals: a self-pipe that poll() can watch ----
-
-int g_stop_write = -1;
-
-void on_stop_signal(int) {
-  const char c = 's';
-  if (g_stop_write >= 0) (void)!::write(g_stop_write, &c, 1);
-}
-
-class StopPipe {
- public:
-  StopPipe() {
-    if (::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) fds_[0] = fds_[1] = -1;
-    g_stop_write = fds_[1];
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-    struct sigaction ign {};
-    ign.sa_handler = SIG_IGN;
-    sigemptyset(&ign.sa_mask);
-    ::sigaction(SIGPIPE, &ign, &old_pipe_);
-  }
-  ~StopPipe() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-    ::sigaction(SIGPIPE, &old_pipe_, nullptr);
-    g_stop_write = -1;
-    if (fds_[0] >= 0) ::close(fds_[0]);
-    if (fds_[1] >= 0) ::close(fds_[1]);
-  }
-  StopPipe(const StopPipe&) = delete;
-  StopPipe& operator=(const StopPipe&) = delete;
-  int fd() const { return fds_[0]; }
-  bool stopped() const {
-    pollfd p{fds_[0], POLLIN, 0};
-    return ::poll(&p, 1, 0) == 1;
-  }
-
- private:
-  int fds_[2] = {-1, -1};
-  struct sigaction old_int_ {}, old_term_ {}, old_pipe_ {};
-};
+// Signals: util::SignalPipe (SIGINT/SIGTERM as a readable fd; SIGPIPE
+// ignored while the bridge runs).
+using StopPipe = util::SignalPipe;
 
 // ---- what libnats' threads hand to the loop ----
 
@@ -610,7 +561,7 @@ void Bridge::teardown() {
 }
 
 int Bridge::run() {
-  StopPipe stop;
+  StopPipe stop({SIGINT, SIGTERM}, /*ignore_sigpipe=*/true);
   if (!bus_.reopen()) {
     error("cannot open bus " + std::to_string(o_.bus) +
           " (is kbusd running, with that bus? -d gives its socket directory)");
@@ -893,11 +844,12 @@ void Bridge::handle(Event& e) {
     } else if (leaf == "ping") {
       if (!e.reply.empty()) natsConnection_PublishString(nc_, e.reply.c_str(), "pong");
     } else if (leaf.starts_with("in.r") || leaf.starts_with("in.p")) {
-      long long seq = 0;
-      if (!parse_number(std::string(leaf.substr(4)), 1, (1LL << 62), seq)) {
+      const auto parsed = util::parse_integer(leaf.substr(4), 1, (1LL << 62));
+      if (!parsed) {
         garbage(e, "not an answer to this bridge");
         return;
       }
+      const long long seq = *parsed;
       if (leaf[3] == 'r') {
         answer_from_nats(e, static_cast<std::uint64_t>(seq));
       } else {
@@ -1452,20 +1404,18 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
     p.error = std::move(text);
     return p;
   };
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string& out) -> bool {
-      if (i + 1 >= args.size()) return false;
-      out = args[++i];
-      return true;
-    };
+  util::ArgReader r(args);
+  while (const std::string* arg = r.next()) {
+    const std::string& a = *arg;
+    // "" if the switch has a number in [lo, hi] (in n), else what is wrong.
     auto number = [&](long long lo, long long hi, long long& out, const char* what) -> std::string {
-      std::string v;
-      if (!value(v)) return "switch " + a + " needs " + what;
-      if (!parse_number(v, lo, hi, out)) {
-        return a + " '" + v + "': " + what + " must be a number " + std::to_string(lo) + ".." +
+      auto got = r.number(lo, hi);
+      if (got.status == util::ArgReader::Number::Status::kMissing) return "switch " + a + " needs " + what;
+      if (!got.ok()) {
+        return a + " '" + got.text + "': " + what + " must be a number " + std::to_string(lo) + ".." +
                std::to_string(hi);
       }
+      out = got.value;
       return {};
     };
     long long n = 0;
@@ -1477,15 +1427,15 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
       if (!(bad = number(0, 255, n, "a bus number")).empty()) return error(bad);
       o.bus = static_cast<int>(n);
     } else if (a == "-d" || a == "--dir") {
-      if (!value(o.dir)) return error("switch " + a + " needs a directory");
+      if (!r.value(o.dir)) return error("switch " + a + " needs a directory");
     } else if (a == "--prefix") {
-      if (!value(o.prefix)) return error("switch --prefix needs a subject prefix");
+      if (!r.value(o.prefix)) return error("switch --prefix needs a subject prefix");
       if (auto why = prefix_problem(o.prefix); !why.empty()) {
         return error("--prefix '" + o.prefix + "': " + why);
       }
     } else if (a == "-m" || a == "--message") {
       std::string name;
-      if (!value(name)) return error("switch " + a + " needs a message name");
+      if (!r.value(name)) return error("switch " + a + " needs a message name");
       if (auto why = core::name_problem(name, false); !why.empty()) {
         return error("-m '" + name + "' is not a KBUS name: " + why);
       }
@@ -1494,13 +1444,13 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
       if (!(bad = number(1, 0x7FFFFFFF, n, "a network id")).empty()) return error(bad);
       o.id = static_cast<std::uint32_t>(n);
     } else if (a == "--creds") {
-      if (!value(o.creds)) return error("switch --creds needs a file");
+      if (!r.value(o.creds)) return error("switch --creds needs a file");
     } else if (a == "--tls-ca") {
-      if (!value(o.tls_ca)) return error("switch --tls-ca needs a file");
+      if (!r.value(o.tls_ca)) return error("switch --tls-ca needs a file");
     } else if (a == "--tls-cert") {
-      if (!value(o.tls_cert)) return error("switch --tls-cert needs a file");
+      if (!r.value(o.tls_cert)) return error("switch --tls-cert needs a file");
     } else if (a == "--tls-key") {
-      if (!value(o.tls_key)) return error("switch --tls-key needs a file");
+      if (!r.value(o.tls_key)) return error("switch --tls-key needs a file");
     } else if (a == "--lease-ms") {
       if (!(bad = number(300, 3600000, n, "a lease in ms")).empty()) return error(bad);
       o.lease_ms = static_cast<int>(n);

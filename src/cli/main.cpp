@@ -3,6 +3,7 @@
 //
 //   kbus send     [-b BUS] [--urgent] [--all-or-fail|--all-or-wait] NAME [DATA|-]
 //   kbus listen   [-b BUS] [--count N] [--json] [-t] [--max-messages N] NAME...
+//   kbus monitor  [-b BUS] [--count N] [--json] [-t] [--max-messages N]   (all traffic, D25)
 //   kbus request  [-b BUS] [--timeout S] [--to ID] [--json] NAME [DATA|-]
 //   kbus reply    [-b BUS] [--count N] [--json] NAME (DATA | --exec CMD)
 //   kbus bindings | stats   [-b BUS] [--json | --raw]
@@ -298,18 +299,13 @@ void print_received(const Message& m, const ListenOptions& o) {
   }
 }
 
-int cmd_listen(const Common& c, const std::vector<std::string>& names, const ListenOptions& o) {
-  Ksock k = open_or_fail(c, Mode::read, "listen");
-  auto setup = [&](Ksock& ks) {
-    if (o.max_messages) {
-      auto r = ks.try_set_max_messages(o.max_messages);
-      if (!r) {
-        throw CommandFailed{report_failure("listen: --max-messages", to_errno(r.error()),
-                                           context(c, Context::Step::kOther))};
-      }
-    }
-    for (const auto& n : names) bind_or_fail(ks, c, n, false, "listen");
-  };
+// Prints what arrives on k (set up by `setup`, again after a reconnect)
+// until --count messages, a stop signal, or a failure. After each batch
+// read, `check_missed(k, batch size, queue length)` tells on stderr whether
+// messages were missed. The loop of `listen` and `monitor`.
+int print_messages(Ksock& k, const Common& c, const ListenOptions& o, const std::string& what,
+                   const std::function<void(Ksock&)>& setup,
+                   const std::function<void(Ksock&, std::size_t, std::uint32_t)>& check_missed) {
   setup(k);
   const std::uint32_t limit = k.max_messages();
   util::SignalPipe stop;
@@ -320,11 +316,37 @@ int cmd_listen(const Common& c, const std::vector<std::string>& names, const Lis
     if (o.count > 0) want = static_cast<std::uint32_t>(std::min<long>(want, o.count - got));
     auto batch = k.try_read_msgs(want);
     if (!batch && batch.error() == Errc::econnreset && o.reconnect) {
-      if (!reconnect(k, c, Mode::read, stop, "listen", setup)) break;
+      if (!reconnect(k, c, Mode::read, stop, what, setup)) break;
       continue;
     }
-    if (!batch) return report_failure("listen", to_errno(batch.error()), context(c, Context::Step::kOther));
-    if (limit && batch->size() >= limit) {
+    if (!batch) return report_failure(what, to_errno(batch.error()), context(c, Context::Step::kOther));
+    check_missed(k, batch->size(), limit);
+    for (const Message& m : *batch) {
+      print_received(m, o);
+      ++got;
+    }
+  }
+  return kExitOk;
+}
+
+// Sets the Ksock's queue length, as --max-messages says.
+void set_queue_length(Ksock& k, const Common& c, const ListenOptions& o, const std::string& what) {
+  if (!o.max_messages) return;
+  auto r = k.try_set_max_messages(o.max_messages);
+  if (!r) {
+    throw CommandFailed{report_failure(what + ": --max-messages", to_errno(r.error()),
+                                       context(c, Context::Step::kOther))};
+  }
+}
+
+int cmd_listen(const Common& c, const std::vector<std::string>& names, const ListenOptions& o) {
+  Ksock k = open_or_fail(c, Mode::read, "listen");
+  auto setup = [&](Ksock& ks) {
+    set_queue_length(ks, c, o, "listen");
+    for (const auto& n : names) bind_or_fail(ks, c, n, false, "listen");
+  };
+  auto check_missed = [](Ksock&, std::size_t n, std::uint32_t limit) {
+    if (limit && n >= limit) {
       // The queue held all it may: KBUS drops what a full listener cannot
       // take (KBUS-SPEC.md §5.2), so messages may have been missed.
       std::fprintf(stderr,
@@ -332,12 +354,40 @@ int cmd_listen(const Common& c, const std::vector<std::string>& names, const Lis
                    "have been missed; raise --max-messages\n",
                    limit);
     }
-    for (const Message& m : *batch) {
-      print_received(m, o);
-      ++got;
+  };
+  return print_messages(k, c, o, "listen", setup, check_missed);
+}
+
+// `kbus monitor`: every message on the bus, Status messages included
+// (docs/decisions.md D25). MONITOR counts the copies a full queue dropped.
+int cmd_monitor(const Common& c, const ListenOptions& o) {
+  Ksock k = open_or_fail(c, Mode::read, "monitor");
+  auto setup = [&](Ksock& ks) {
+    set_queue_length(ks, c, o, "monitor");
+    auto r = ks.try_monitor(Toggle::on);
+    if (!r) {
+      throw CommandFailed{report_failure("monitor", to_errno(r.error()), context(c, Context::Step::kOther))};
     }
+  };
+  std::uint64_t total = 0;
+  auto check_missed = [&](Ksock& ks, std::size_t, std::uint32_t limit) {
+    auto n = ks.try_monitor(Toggle::query);
+    if (!n || *n == 0) return;  // (kbusd gone: the next read says so)
+    total += *n;
+    std::fprintf(stderr,
+                 "kbus monitor: missed %u message%s: the queue was full (%u messages); raise "
+                 "--max-messages\n",
+                 *n, *n == 1 ? "" : "s", limit);
+  };
+  const int rc = print_messages(k, c, o, "monitor", setup, check_missed);
+  if (rc == kExitOk && k.is_open()) {
+    if (auto n = k.try_monitor(Toggle::query)) total += *n;
   }
-  return kExitOk;
+  if (total > 0) {
+    std::fprintf(stderr, "kbus monitor: missed %llu message%s in all\n",
+                 static_cast<unsigned long long>(total), total == 1 ? "" : "s");
+  }
+  return rc;
 }
 
 int cmd_request(const Common& c, const std::string& name, const std::optional<std::string>& data,
@@ -562,7 +612,7 @@ int cmd_help(CLI::App& app, CLI::App* help, const std::optional<std::string>& he
     return kExitUsage;
   }
   if (topic->get_name() == "limpet") {
-    return limpet::main_with_args("kbus limpet", {"--help"});
+    return limpet::main_with_args("kbus limpet", {"--help"}, limpet::kCliStyle);
   }
 #ifdef KBUS_HAVE_BRIDGE
   if (topic->get_name() == "bridge") return bridge::main_with_args("kbus bridge", {"--help"});
@@ -646,6 +696,126 @@ CLI::App* add_errno_command(CLI::App& app, Common& common, bool& list,
   return errno_cmd;
 }
 
+// Everything the command line fills in.
+struct Args {
+  Common common;
+  std::string name;
+  std::optional<std::string> data;
+  std::vector<std::string> names;
+  bool json = false, list = false, raw = false, no_reconnect = false;
+  long count = 0;
+  double timeout = 0;
+  std::optional<std::uint32_t> to, max_size;
+  std::optional<std::string> exec, errno_arg, help_topic;
+  std::string run_dir;
+  SendOptions so;
+  ListenOptions lo;
+};
+
+// The commands, to tell which one was given.
+struct Commands {
+  CLI::App *send, *listen, *monitor, *request, *reply, *bindings, *stats, *maxsize, *help, *newdev, *errno_cmd;
+  Passthrough pass;
+};
+
+// `listen`, `request` and `reply`.
+void add_message_commands(CLI::App& app, Args& a, Commands& cmds) {
+  auto* listen = cmds.listen = app.add_subcommand("listen", "bind as listener and print each message");
+  add_common(listen, a.common);
+  listen->add_option("--count", a.count, "stop after N messages");
+  listen->add_flag("--json", a.json, "one JSON object per line");
+  listen->add_flag("-t,--timestamps", a.lo.timestamps, "prefix each message with the UTC time it was printed");
+  listen->add_flag("--no-reconnect", a.no_reconnect,
+                   "exit (status 1) if kbusd goes away, instead of waiting for it and binding again");
+  listen->add_option("--max-messages", a.lo.max_messages,
+                     "queue up to N messages for this listener (default 1000; 0: the bus default, 100); "
+                     "KBUS drops what a full queue cannot take, and listen says so");
+  listen->add_option("NAME", a.names, "message names (wildcards allowed)")->required();
+
+  // `monitor`: as listen, for every message on the bus (docs/decisions.md D25).
+  auto* monitor = cmds.monitor = app.add_subcommand(
+      "monitor", "print every message on the bus, Status messages included (as dbus-monitor)");
+  add_common(monitor, a.common);
+  monitor->add_option("--count", a.count, "stop after N messages");
+  monitor->add_flag("--json", a.json, "one JSON object per line");
+  monitor->add_flag("-t,--timestamps", a.lo.timestamps, "prefix each message with the UTC time it was printed");
+  monitor->add_flag("--no-reconnect", a.no_reconnect,
+                    "exit (status 1) if kbusd goes away, instead of waiting for it and monitoring again");
+  monitor->add_option("--max-messages", a.lo.max_messages,
+                      "queue up to N messages for the monitor (default 1000; 0: the bus default, 100); "
+                      "what a full queue cannot take is missed, and monitor says how many");
+
+  auto* request = cmds.request = app.add_subcommand("request", "send a Request and print the Reply");
+  add_common(request, a.common);
+  request->add_option("--timeout", a.timeout, "give up after S seconds (default: wait forever)");
+  request->add_option("--to", a.to, "Ksock id of the replier (a Stateful Request)");
+  request->add_flag("--json", a.json, "print the reply as JSON");
+  request->add_option("NAME", a.name, "message name")->required();
+  request->add_option("DATA", a.data, "request data; '-' reads it from stdin");
+
+  auto* reply = cmds.reply = app.add_subcommand("reply", "bind as replier and answer every Request");
+  add_common(reply, a.common);
+  reply->add_option("--count", a.count, "stop after answering N requests");
+  reply->add_flag("--json", a.json, "print each request as JSON");
+  reply->add_flag("--no-reconnect", a.no_reconnect,
+                  "exit (status 1) if kbusd goes away, instead of waiting for it and binding again");
+  auto* exec_opt =
+      reply->add_option("--exec", a.exec, "answer with the stdout of /bin/sh -c CMD (request data on stdin)");
+  reply->add_option("NAME", a.name, "message name to answer")->required();
+  auto* data_opt = reply->add_option("DATA", a.data, "reply data");
+  exec_opt->excludes(data_opt);
+}
+
+// Every command of the tool, in the order `kbus help` lists them.
+Commands add_commands(CLI::App& app, Args& a) {
+  Commands cmds{};
+  cmds.send = add_send_command(app, a.common, a.name, a.data, a.so);
+  add_message_commands(app, a, cmds);
+  const ReportCommands reports = add_report_commands(app, a.common, a.json, a.raw);
+  cmds.bindings = reports.bindings;
+  cmds.stats = reports.stats;
+  cmds.maxsize = app.add_subcommand("max-size", "print the bus's maximum message size, or set it (MAXMSGSIZE)");
+  add_common(cmds.maxsize, a.common);
+  cmds.maxsize->add_option("SIZE", a.max_size, "the new limit in bytes (100 .. the daemon's absolute maximum)");
+  cmds.help = app.add_subcommand("help", "print the help of the whole tool, or of one command");
+  cmds.help->add_option("COMMAND", a.help_topic, "a command, e.g. send");
+  cmds.newdev = app.add_subcommand("new-device", "create the next bus and print its number");
+  add_common(cmds.newdev, a.common);
+  cmds.errno_cmd = add_errno_command(app, a.common, a.list, a.errno_arg);
+  cmds.pass = add_passthrough(app, a.run_dir);
+  return cmds;
+}
+
+// Runs the command given; KBUS failures come out as exceptions.
+int dispatch(const Commands& cmds, Args& a) {
+  const Common& common = a.common;
+  if (cmds.send->parsed()) return cmd_send(common, a.name, a.data, a.so.urgent, a.so.all_or_fail, a.so.all_or_wait);
+  if (cmds.listen->parsed() || cmds.monitor->parsed()) {
+    a.lo.count = a.count;
+    a.lo.json = a.json;
+    a.lo.reconnect = !a.no_reconnect;
+    return cmds.listen->parsed() ? cmd_listen(common, a.names, a.lo) : cmd_monitor(common, a.lo);
+  }
+  if (cmds.request->parsed()) return cmd_request(common, a.name, a.data, a.timeout, a.to, a.json);
+  if (cmds.reply->parsed()) return cmd_reply(common, a.name, a.data, a.exec, a.count, a.json, !a.no_reconnect);
+  const ReportForm form = a.raw ? ReportForm::kRaw : a.json ? ReportForm::kJson : ReportForm::kText;
+  if (cmds.bindings->parsed()) return cmd_report(common, false, form);
+  if (cmds.stats->parsed()) return cmd_report(common, true, form);
+  if (cmds.maxsize->parsed()) return cmd_max_size(common, a.max_size);
+  if (cmds.newdev->parsed()) return cmd_new_device(common);
+  if (cmds.errno_cmd->parsed()) return cmd_errno(a.errno_arg, a.list);
+  if (cmds.pass.limpet->parsed()) {
+    return limpet::main_with_args("kbus limpet", cmds.pass.limpet->remaining(), limpet::kCliStyle);
+  }
+  if (cmds.pass.run->parsed()) return cmd_run(a.run_dir, cmds.pass.run->remaining());
+#ifdef KBUS_HAVE_BRIDGE
+  if (cmds.pass.bridge && cmds.pass.bridge->parsed()) {
+    return bridge::main_with_args("kbus bridge", cmds.pass.bridge->remaining());
+  }
+#endif
+  return kExitUsage;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"kbus: send, listen, request and reply on a KBUS bus served by kbusd", "kbus"};
   app.set_version_flag("--version", std::string("kbus ") + KBUS_VERSION);
@@ -653,77 +823,8 @@ int run(int argc, char** argv) {
   app.footer(
       "Exit status: 0 success, 1 a KBUS operation failed (errno and what went wrong on stderr) or "
       "timed out, 2 usage, 3 'request' got a Status message instead of a Reply.");
-
-  Common common;
-  std::string name;
-  std::optional<std::string> data;
-  std::vector<std::string> names;
-  bool json = false, list = false;
-  long count = 0;
-  double timeout = 0;
-  std::optional<std::uint32_t> to;
-  std::optional<std::string> exec;
-  std::optional<std::string> errno_arg;
-
-  SendOptions so;
-  CLI::App* send = add_send_command(app, common, name, data, so);
-
-  ListenOptions lo;
-  auto* listen = app.add_subcommand("listen", "bind as listener and print each message");
-  add_common(listen, common);
-  listen->add_option("--count", count, "stop after N messages");
-  listen->add_flag("--json", json, "one JSON object per line");
-  listen->add_flag("-t,--timestamps", lo.timestamps, "prefix each message with the UTC time it was printed");
-  bool no_reconnect = false;
-  listen->add_flag("--no-reconnect", no_reconnect,
-                   "exit (status 1) if kbusd goes away, instead of waiting for it and binding again");
-  listen->add_option("--max-messages", lo.max_messages,
-                     "queue up to N messages for this listener (default 1000; 0: the bus default, 100); "
-                     "KBUS drops what a full queue cannot take, and listen says so");
-  listen->add_option("NAME", names, "message names (wildcards allowed)")->required();
-
-  auto* request = app.add_subcommand("request", "send a Request and print the Reply");
-  add_common(request, common);
-  request->add_option("--timeout", timeout, "give up after S seconds (default: wait forever)");
-  request->add_option("--to", to, "Ksock id of the replier (a Stateful Request)");
-  request->add_flag("--json", json, "print the reply as JSON");
-  request->add_option("NAME", name, "message name")->required();
-  request->add_option("DATA", data, "request data; '-' reads it from stdin");
-
-  auto* reply = app.add_subcommand("reply", "bind as replier and answer every Request");
-  add_common(reply, common);
-  reply->add_option("--count", count, "stop after answering N requests");
-  reply->add_flag("--json", json, "print each request as JSON");
-  reply->add_flag("--no-reconnect", no_reconnect,
-                  "exit (status 1) if kbusd goes away, instead of waiting for it and binding again");
-  auto* exec_opt =
-      reply->add_option("--exec", exec, "answer with the stdout of /bin/sh -c CMD (request data on stdin)");
-  reply->add_option("NAME", name, "message name to answer")->required();
-  auto* data_opt = reply->add_option("DATA", data, "reply data");
-  exec_opt->excludes(data_opt);
-
-  bool raw = false;
-  const ReportCommands reports = add_report_commands(app, common, json, raw);
-  CLI::App* bindings = reports.bindings;
-  CLI::App* stats = reports.stats;
-  std::optional<std::uint32_t> max_size;
-  auto* maxsize = app.add_subcommand("max-size", "print the bus's maximum message size, or set it (MAXMSGSIZE)");
-  add_common(maxsize, common);
-  maxsize->add_option("SIZE", max_size, "the new limit in bytes (100 .. the daemon's absolute maximum)");
-  std::optional<std::string> help_topic;
-  auto* help = app.add_subcommand("help", "print the help of the whole tool, or of one command");
-  help->add_option("COMMAND", help_topic, "a command, e.g. send");
-  auto* newdev = app.add_subcommand("new-device", "create the next bus and print its number");
-  add_common(newdev, common);
-
-  CLI::App* errno_cmd = add_errno_command(app, common, list, errno_arg);
-
-  std::string run_dir;
-  const Passthrough pass = add_passthrough(app, run_dir);
-  CLI::App* limpet = pass.limpet;
-  CLI::App* run_cmd = pass.run;
-  CLI::App* bridge_cmd = pass.bridge;
-
+  Args a;
+  const Commands cmds = add_commands(app, a);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -731,43 +832,22 @@ int run(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
   for (auto* sub : app.get_subcommands()) {
-    if (sub->get_option_no_throw("--bus") && sub->count("--bus") > 0) common.bus_given = true;
+    if (sub->get_option_no_throw("--bus") && sub->count("--bus") > 0) a.common.bus_given = true;
   }
-  if (help->parsed()) return cmd_help(app, help, help_topic);
-  if (reply->parsed() && !exec && !data) {
+  if (cmds.help->parsed()) return cmd_help(app, cmds.help, a.help_topic);
+  if (cmds.reply->parsed() && !a.exec && !a.data) {
     std::fprintf(stderr, "kbus reply: give DATA or --exec CMD\n");
     return kExitUsage;
   }
-
   try {
-    if (send->parsed()) return cmd_send(common, name, data, so.urgent, so.all_or_fail, so.all_or_wait);
-    if (listen->parsed()) {
-      lo.count = count;
-      lo.json = json;
-      lo.reconnect = !no_reconnect;
-      return cmd_listen(common, names, lo);
-    }
-    if (request->parsed()) return cmd_request(common, name, data, timeout, to, json);
-    if (reply->parsed()) return cmd_reply(common, name, data, exec, count, json, !no_reconnect);
-    const ReportForm form = raw ? ReportForm::kRaw : json ? ReportForm::kJson : ReportForm::kText;
-    if (bindings->parsed()) return cmd_report(common, false, form);
-    if (stats->parsed()) return cmd_report(common, true, form);
-    if (maxsize->parsed()) return cmd_max_size(common, max_size);
-    if (newdev->parsed()) return cmd_new_device(common);
-    if (errno_cmd->parsed()) return cmd_errno(errno_arg, list);
-    if (limpet->parsed()) return limpet::main_with_args("kbus limpet", limpet->remaining());
-    if (run_cmd->parsed()) return cmd_run(run_dir, run_cmd->remaining());
-#ifdef KBUS_HAVE_BRIDGE
-    if (bridge_cmd && bridge_cmd->parsed()) return bridge::main_with_args("kbus bridge", bridge_cmd->remaining());
-#endif
+    return dispatch(cmds, a);
   } catch (const CommandFailed& f) {
     return f.exit_code;
   } catch (const Error& e) {
     auto subs = app.get_subcommands();
     return report_failure(subs.empty() ? "error" : subs.front()->get_name(), e.error_number(),
-                          context(common, Context::Step::kOther));
+                          context(a.common, Context::Step::kOther));
   }
-  return kExitUsage;
 }
 
 }  // namespace

@@ -381,6 +381,12 @@ bool Ksock::report_replier_binds(Toggle t) {
   return try_report_replier_binds(t).get("kbus report_replier_binds");
 }
 
+Result<std::uint32_t> Ksock::try_monitor(Toggle t) noexcept {
+  KBUS_CHECK_OPEN();
+  return guarded([&] { return u32_call<Op::kMonitor>(*conn_, {static_cast<std::uint32_t>(t)}); });
+}
+std::uint32_t Ksock::monitor(Toggle t) { return try_monitor(t).get("kbus monitor"); }
+
 Result<std::uint32_t> Ksock::try_new_device() noexcept {
   KBUS_CHECK_OPEN();
   return guarded([&] { return u32_call<Op::kNewDevice>(*conn_); });

@@ -129,6 +129,7 @@ void Bus::close(KsockId id) {
   auto it = ksocks_.find(id);
   if (it == ksocks_.end()) return;
   Ksock& k = *it->second;
+  if (k.monitor) std::erase(monitors_, id);  // D25: no copies from here on
   // §7.2-1: drop the current read message and anything being written or pending.
   k.current.reset();
   k.writer.reset();
@@ -176,6 +177,7 @@ void Bus::close(KsockId id) {
 
 Result<void> Bus::bind(KsockId id, std::uint32_t is_replier, std::string_view name) {
   Ksock& k = ks(id);
+  if (k.monitor) return Errc::ebusy;     // D25: a monitor never binds
   const bool replier = is_replier != 0;  // §14-27: normalise
   if (name.empty()) return Errc::ebadmsg;
   if (name.size() > kMaxNameLen) return Errc::enametoolong;
@@ -255,6 +257,7 @@ Result<std::uint32_t> Bus::find_replier(std::string_view name) const {
 Result<std::uint32_t> Bus::write(KsockId id, std::string_view bytes) {
   Ksock& k = ks(id);
   if (!k.can_write) return Errc::ebadf;
+  if (k.monitor) return Errc::ebusy;     // D25: a monitor never sends
   if (k.sending) return Errc::ealready;  // §4.2-1, §14-2: nothing changes
   k.completed_pending = false;
   if (auto r = k.writer.write(bytes, max_msg_size_); !r) return r.error();
@@ -405,6 +408,7 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
     if (!all_or_wait && !all_or_fail && full(l)) continue;
     push(l, h, out.body, PushKind::kListener, b->seq);
   }
+  monitor_copy(h, out.body);
   return Errc::ok;
 }
 
@@ -461,7 +465,9 @@ void Bus::send_status(std::string_view name, KsockId from, KsockId requester,
   h.to = requester;
   h.from = from;
   h.flags = flag::kSynthetic;
-  push(r, h, MessageBody(name, {}), PushKind::kSender, 0);
+  const MessageBody body(name, {});
+  push(r, h, body, PushKind::kSender, 0);
+  monitor_copy(h, body);
 }
 
 void Bus::retry_pending_sends() {
@@ -640,7 +646,9 @@ Result<std::uint32_t> Bus::report_replier_binds(KsockId id, std::uint32_t v) {
       after_op();
       return Errc::ebusy;
     }
-    push(k, h, bind_event_body(true, b.ksock, b.name), PushKind::kSender, 0);
+    const MessageBody body = bind_event_body(true, b.ksock, b.name);
+    push(k, h, body, PushKind::kSender, 0);
+    monitor_copy(h, body);
   }
   after_op();
   return prev;
@@ -712,6 +720,7 @@ Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name,
     }
     push(l, h, body, PushKind::kListener, b->seq);
   }
+  monitor_copy(h, body);
   return Errc::ok;
 }
 
@@ -727,6 +736,7 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
       set_aside_.push_back({b->ksock, b->seq, false, h, body});
       ++ks(b->ksock).set_aside;
     }
+    monitor_copy(h, body);
     return;
   }
   // §8.4-3: lost mode. One UnbindEventsLost message (one id, its serial
@@ -750,6 +760,7 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
     set_aside_.push_back({b->ksock, b->seq, true, lost, lost_body});
     ++ks(b->ksock).set_aside;
   }
+  monitor_copy(lost, lost_body);
 }
 
 // §8.4-5: the oldest set-aside entry of k goes to the tail of its queue. It
@@ -856,7 +867,11 @@ void Bus::check_invariants() const {
     KBUS_CHECK(mine == k.set_aside);
     set_aside_total += mine;
     KBUS_CHECK(k.outstanding.size() <= k.outstanding_size);
+    // D25: a monitor is listed, and takes no part in KBUS.
+    KBUS_CHECK(k.monitor == std::binary_search(monitors_.begin(), monitors_.end(), id));
+    KBUS_CHECK(!k.monitor || (k.bindings.empty() && k.outstanding.empty() && !k.sending));
   }
+  KBUS_CHECK(std::is_sorted(monitors_.begin(), monitors_.end()));
   KBUS_CHECK(set_aside_total == set_aside_.size());
   KBUS_CHECK(!lost_mode_ || !set_aside_.empty());
   for (const auto& [seq, b] : bindings_.all()) {

@@ -104,6 +104,18 @@ class Bus {
   Result<std::uint32_t> max_msg_size(std::uint32_t v);
   bool verbose_on() const noexcept { return verbose_; }
 
+  // MONITOR (docs/decisions.md D25, docs/protocol.md): v = 1 makes k a
+  // monitor, v = 0 an ordinary Ksock again, kQuery (0xFFFFFFFF) changes
+  // nothing. A monitor gets a copy of every message the bus sends or makes
+  // (monitor_copy), in bus order, and takes no part in KBUS itself: it may
+  // not bind or write (EBUSY), and its copies are never deliveries (§5.2
+  // never looks at it). Answers the number of copies a full monitor queue
+  // dropped since the previous MONITOR call, and resets it. EBADF if k cannot
+  // read; EBUSY to v = 1 if k has bindings, Requests outstanding or replies
+  // owed, or a send pending; EINVAL for another v.
+  Result<std::uint32_t> monitor(KsockId k, std::uint32_t v);
+  bool is_monitor(KsockId k) const;
+
   // §4.2 write and §4.3 read.
   Result<std::uint32_t> write(KsockId k, std::string_view bytes);
   // Appends up to max_count bytes of the current message to out; returns the
@@ -197,6 +209,8 @@ class Bus {
     MessageId last_pushed;
     std::vector<std::uint64_t> bindings;  // this Ksock's binding seqs, oldest first
     std::uint32_t set_aside = 0;          // entries in the bus set-aside list
+    bool monitor = false;                 // MONITOR (D25)
+    std::uint32_t monitor_missed = 0;     // copies dropped since the last MONITOR
   };
   enum class PushKind { kListener, kReplier, kSender };
   struct SetAsideEntry {
@@ -236,6 +250,9 @@ class Bus {
   Result<std::uint32_t> flag_op(bool& flag, std::uint32_t v);
   std::optional<QueueEntry> pop_head(Ksock& k);
   void after_op();
+  // Every monitor gets a copy of a message sent or made (D25); one whose
+  // queue is full misses it. No-op without monitors.
+  void monitor_copy(const Header& hdr, const MessageBody& body);
 
   std::uint32_t number_;
   BusLimits limits_;
@@ -261,6 +278,7 @@ class Bus {
   // Scratch space kept for its storage (cleared, not freed, between uses).
   std::vector<const Binding*> listeners_;  // deliver()
   std::vector<KsockId> retry_senders_;     // retry_pending_sends()
+  std::vector<KsockId> monitors_;          // MONITOR Ksocks, ascending ids
 };
 
 }  // namespace kbus::core

@@ -138,6 +138,7 @@ class Daemon {
   KBUS_HANDLER(op_unreplied_to);
   KBUS_HANDLER(op_msg_only_once);
   KBUS_HANDLER(op_verbose);
+  KBUS_HANDLER(op_monitor);
   KBUS_HANDLER(op_new_device);
   KBUS_HANDLER(op_report_replier_binds);
   KBUS_HANDLER(op_max_msg_size);

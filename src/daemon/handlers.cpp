@@ -75,7 +75,7 @@ Result<std::uint32_t> reply_in_place(std::string& out, Fill&& fill) {
 
 const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
   static const auto table = [] {
-    std::array<Handler, 77> t{};
+    std::array<Handler, 78> t{};
     auto set = [&t](Op o, Handler h) { t[static_cast<std::uint32_t>(o)] = h; };
     set(Op::kReset, &Daemon::op_reset);
     set(Op::kBind, &Daemon::op_bind);
@@ -108,6 +108,7 @@ const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
     set(Op::kSendBatch, &Daemon::op_send_batch);
     set(Op::kReadBatch, &Daemon::op_read_batch);
     set(Op::kPollFd, &Daemon::op_poll_fd);
+    set(Op::kMonitor, &Daemon::op_monitor);
     return t;
   }();
   if (op >= table.size() || table[op] == nullptr) return nullptr;
@@ -125,7 +126,9 @@ void Daemon::dispatch(Connection& c, std::uint32_t op, std::string_view payload)
     return;
   }
   BusEntry& be = buses_[c.bus];
-  if (cfg_.log_ops || be.bus->verbose_on()) log_client(c, "op " + std::to_string(op));
+  if (cfg_.log_ops || be.bus->verbose_on()) {
+    log_client(c, std::string("op ") + protocol::op_name(op) + " (" + std::to_string(op) + ")");
+  }
   if (const Handler* h = handler_for(op))
     (this->**h)(c, be, payload);
   else
@@ -331,6 +334,14 @@ void Daemon::op_unreplied_to(Connection& c, BusEntry& be, std::string_view paylo
   protocol::NoArgs a;
   if (decode_or_efault<Op::kUnrepliedTo>(c.out, payload, a))
     protocol::append_reply<Op::kUnrepliedTo>(c.out, 0, {be.bus->unreplied_to(c.ksock)});
+}
+
+// MONITOR (D25): the core decides; the copies reach the monitor's queue and
+// its poll fd through apply_effects, as any delivery.
+void Daemon::op_monitor(Connection& c, BusEntry& be, std::string_view payload) {
+  protocol::U32Arg a;
+  if (decode_or_efault<Op::kMonitor>(c.out, payload, a))
+    reply_result<Op::kMonitor>(c.out, be.bus->monitor(c.ksock, a.value));
 }
 
 void Daemon::op_msg_only_once(Connection& c, BusEntry& be, std::string_view payload) {

@@ -6,15 +6,14 @@
 
 #include "daemon/daemon.hpp"
 
-int main(int argc, char** argv) {
-  kbus::daemon::Config cfg;
-  CLI::App app{
-      "kbusd - the KBUS message bus daemon.\n"
-      "Serves buses 0..N-1 as Unix sockets DIR/kbus0 ... DIR/kbus<N-1> in the foreground,\n"
-      "until SIGTERM, SIGINT or SIGHUP, then removes its sockets. SIGUSR1 logs one status\n"
-      "line (connections, Ksocks, file descriptors, memory). Once it serves it says so on\n"
-      "stderr, to $NOTIFY_SOCKET (READY=1, systemd) and on --ready-fd.\n"
-      "Limits, access and readiness: docs/reliability.md."};
+namespace {
+
+// What --mode, --owner, --group and --user say, resolved after parsing.
+struct AccessNames {
+  std::string mode = "0666", owner, group, user;
+};
+
+void add_general_options(CLI::App& app, kbus::daemon::Config& cfg) {
   app.set_version_flag("--version", std::string("kbusd ") + KBUS_VERSION);
   app.add_option("-n,--devices", cfg.devices, "number of buses to create at start-up (1..256)")
       ->default_val(1)
@@ -35,18 +34,22 @@ int main(int argc, char** argv) {
                  "unwritten")
       ->check(CLI::NonNegativeNumber);
 
+}
+
+void add_access_options(CLI::App& app, AccessNames& names) {
   // Access (docs/reliability.md §5).
-  std::string mode = "0666", owner, group, user;
-  app.add_option("--mode", mode, "permission bits of the bus sockets (octal): who may open a bus")
-      ->default_val(mode)
+  app.add_option("--mode", names.mode, "permission bits of the bus sockets (octal): who may open a bus")
+      ->default_val(names.mode)
       ->group("Access");
-  app.add_option("--owner", owner, "owner of the bus sockets (user name or uid)")->group("Access");
-  app.add_option("--group", group, "group of the bus sockets (group name or gid)")->group("Access");
-  app.add_option("--user", user,
+  app.add_option("--owner", names.owner, "owner of the bus sockets (user name or uid)")->group("Access");
+  app.add_option("--group", names.group, "group of the bus sockets (group name or gid)")->group("Access");
+  app.add_option("--user", names.user,
                  "once the sockets exist, drop root and run as this user (it gets the socket "
                  "directory; sockets made later by NEWDEVICE are owned by it)")
       ->group("Access");
+}
 
+void add_limit_options(CLI::App& app, kbus::daemon::Config& cfg) {
   // Resource limits (docs/reliability.md §4); 0 means no limit.
   app.add_option("--max-ksocks-per-bus", cfg.limits.max_ksocks,
                  "Ksocks open at once on one bus; more are refused with ENFILE (0: no limit)")
@@ -79,40 +82,43 @@ int main(int argc, char** argv) {
       ->default_val(cfg.max_frame_len)
       ->check(CLI::Range(1024u, 64u << 20))
       ->group("Limits");
-  CLI11_PARSE(app, argc, argv);
+}
 
-  const auto bits = kbus::daemon::parse_mode(mode);
+// Resolves the access names and checks what CLI11 cannot; false (with a
+// message on stderr) for a bad command line.
+bool finish_config(kbus::daemon::Config& cfg, const AccessNames& names) {
+  const auto bits = kbus::daemon::parse_mode(names.mode);
   if (!bits) {
     std::fprintf(stderr, "kbusd: --mode must be octal permission bits, such as 0660\n");
-    return 2;
+    return false;
   }
   cfg.socket_access.mode = *bits;
-  if (!owner.empty()) {
-    const auto u = kbus::daemon::lookup_user(owner);
+  if (!names.owner.empty()) {
+    const auto u = kbus::daemon::lookup_user(names.owner);
     if (!u) {
-      std::fprintf(stderr, "kbusd: --owner: no such user: %s\n", owner.c_str());
-      return 2;
+      std::fprintf(stderr, "kbusd: --owner: no such user: %s\n", names.owner.c_str());
+      return false;
     }
     cfg.socket_access.owner = u->uid;
   }
-  if (!group.empty()) {
-    const auto g = kbus::daemon::lookup_group(group);
+  if (!names.group.empty()) {
+    const auto g = kbus::daemon::lookup_group(names.group);
     if (!g) {
-      std::fprintf(stderr, "kbusd: --group: no such group: %s\n", group.c_str());
-      return 2;
+      std::fprintf(stderr, "kbusd: --group: no such group: %s\n", names.group.c_str());
+      return false;
     }
     cfg.socket_access.group = *g;
   }
-  if (!user.empty()) {
-    cfg.run_as = kbus::daemon::lookup_user(user);
+  if (!names.user.empty()) {
+    cfg.run_as = kbus::daemon::lookup_user(names.user);
     if (!cfg.run_as) {
-      std::fprintf(stderr, "kbusd: --user: no such user: %s\n", user.c_str());
-      return 2;
+      std::fprintf(stderr, "kbusd: --user: no such user: %s\n", names.user.c_str());
+      return false;
     }
   }
   if (cfg.limits.max_msg_size < 100 || cfg.limits.max_msg_size > cfg.limits.abs_max_msg_size) {
     std::fprintf(stderr, "kbusd: --max-msg-size must be between 100 and --abs-max-msg-size\n");
-    return 2;
+    return false;
   }
   // A SENDMSG frame carries a whole message: the biggest must fit a frame.
   // The frame-budget rule is protocol::frame_budget (docs/protocol.md §2).
@@ -121,8 +127,28 @@ int main(int argc, char** argv) {
   if (cfg.limits.abs_max_msg_size > max_abs) {
     std::fprintf(stderr, "kbusd: --abs-max-msg-size must be at most %u (--max-frame-size - 1024)\n",
                  max_abs);
-    return 2;
+    return false;
   }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kbus::daemon::Config cfg;
+  CLI::App app{
+      "kbusd - the KBUS message bus daemon.\n"
+      "Serves buses 0..N-1 as Unix sockets DIR/kbus0 ... DIR/kbus<N-1> in the foreground,\n"
+      "until SIGTERM, SIGINT or SIGHUP, then removes its sockets. SIGUSR1 logs one status\n"
+      "line (connections, Ksocks, file descriptors, memory). Once it serves it says so on\n"
+      "stderr, to $NOTIFY_SOCKET (READY=1, systemd) and on --ready-fd.\n"
+      "Limits, access and readiness: docs/reliability.md."};
+  AccessNames names;
+  add_general_options(app, cfg);
+  add_access_options(app, names);
+  add_limit_options(app, cfg);
+  CLI11_PARSE(app, argc, argv);
+  if (!finish_config(cfg, names)) return 2;
   kbus::daemon::Daemon d(cfg);
   if (!d.start()) return 1;
   return d.run();

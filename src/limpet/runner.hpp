@@ -21,6 +21,21 @@ constexpr int kExitUsage = 1;      // bad command line (as runlimpet)
 constexpr int kExitFailure = 2;    // the bus or the socket failed
 constexpr int kExitMisconfig = 3;  // duplicate network id, both ends on one bus
 
+// How a program built on the limpet reports itself: kbus-limpet as the
+// original runlimpet (1 bad usage, 2 failure; no arguments shows the
+// usage), `kbus limpet` as every other kbus command (2 bad usage, 1
+// failure; no arguments is bad usage; a usage error is one line and a hint,
+// not the whole text).
+struct Style {
+  int usage = kExitUsage;
+  int failure = kExitFailure;
+  int misconfig = kExitMisconfig;
+  bool no_arguments_is_help = true;
+  bool full_usage_on_error = true;
+};
+constexpr Style kRunlimpetStyle{};
+constexpr Style kCliStyle{2, 1, 3, false, false};
+
 struct Options {
   enum class Role { kNone, kServer, kClient };
   Role role = Role::kNone;
@@ -55,14 +70,16 @@ struct ParsedArgs {
 // --tls-ca FILE, --tls-peer-name NAME, --tls-peer-fingerprint SHA256. No
 // arguments at all is kHelp.
 ParsedArgs parse_args(const std::vector<std::string>& args);
-std::string usage(const std::string& program);
+std::string usage(const std::string& program, const Style& style = kRunlimpetStyle);
 
 // Runs a limpet until a stop signal (SIGINT, SIGTERM), the termination
 // message, or a fatal error; returns the exit status. Messages go to
 // stdout (banner, progress) and stderr (errors).
 int run(const Options& options);
 
-// parse_args + usage/errors + run: the whole program.
-int main_with_args(const std::string& program, const std::vector<std::string>& args);
+// parse_args + usage/errors + run: the whole program, its exit statuses
+// and usage as `style` says.
+int main_with_args(const std::string& program, const std::vector<std::string>& args,
+                   const Style& style = kRunlimpetStyle);
 
 }  // namespace kbus::limpet

@@ -41,4 +41,42 @@ Parse parse_frame(std::string_view buf, Frame& f, std::size_t& consumed, std::ui
   return Parse::kOk;
 }
 
+const char* op_name(std::uint32_t op) noexcept {
+  switch (static_cast<Op>(op)) {
+    case Op::kReset: return "RESET";
+    case Op::kBind: return "BIND";
+    case Op::kUnbind: return "UNBIND";
+    case Op::kKsockId: return "KSOCKID";
+    case Op::kReplier: return "REPLIER";
+    case Op::kNextMsg: return "NEXTMSG";
+    case Op::kLenLeft: return "LENLEFT";
+    case Op::kSend: return "SEND";
+    case Op::kDiscard: return "DISCARD";
+    case Op::kLastSent: return "LASTSENT";
+    case Op::kMaxMsgs: return "MAXMSGS";
+    case Op::kNumMsgs: return "NUMMSGS";
+    case Op::kUnrepliedTo: return "UNREPLIEDTO";
+    case Op::kMsgOnlyOnce: return "MSGONLYONCE";
+    case Op::kVerbose: return "VERBOSE";
+    case Op::kNewDevice: return "NEWDEVICE";
+    case Op::kReportReplierBinds: return "REPORTREPLIERBINDS";
+    case Op::kMaxMsgSize: return "MAXMSGSIZE";
+    case Op::kHello: return "HELLO";
+    case Op::kWrite: return "WRITE";
+    case Op::kRead: return "READ";
+    case Op::kSendMsg: return "SENDMSG";
+    case Op::kNextRead: return "NEXTREAD";
+    case Op::kWaitRead: return "WAITREAD";
+    case Op::kBindings: return "BINDINGS";
+    case Op::kStats: return "STATS";
+    case Op::kRequest: return "REQUEST";
+    case Op::kSendWait: return "SENDWAIT";
+    case Op::kSendBatch: return "SENDBATCH";
+    case Op::kReadBatch: return "READBATCH";
+    case Op::kPollFd: return "POLLFD";
+    case Op::kMonitor: return "MONITOR";
+  }
+  return "unknown";
+}
+
 }  // namespace kbus::protocol

@@ -51,7 +51,12 @@ enum class Op : std::uint32_t {
   kSendBatch = 74,
   kReadBatch = 75,
   kPollFd = 76,
+  kMonitor = 77,  // docs/decisions.md D25
 };
+
+// The operation's name as docs/protocol.md writes it ("BIND", "READBATCH"),
+// for logs; "unknown" for a number that is no operation.
+const char* op_name(std::uint32_t op) noexcept;
 
 // HELLO mode bits.
 constexpr std::uint32_t kModeRead = 1;

@@ -51,7 +51,7 @@ constexpr std::uint32_t max_abs_msg_size_for_frame(std::uint32_t max_frame_len) 
 
 // --- request shapes ---------------------------------------------------------
 struct NoArgs {};
-struct U32Arg {  // MAXMSGS, MSGONLYONCE, VERBOSE, REPORTREPLIERBINDS, MAXMSGSIZE, READ
+struct U32Arg {  // MAXMSGS, MSGONLYONCE, VERBOSE, REPORTREPLIERBINDS, MAXMSGSIZE, READ, MONITOR
   std::uint32_t value = 0;
 };
 struct BindArgs {  // BIND, UNBIND
@@ -188,6 +188,7 @@ KBUS_CODEC(kSendWait, RawBytes, IdBytesValue);
 KBUS_CODEC(kSendBatch, BatchItems, BatchIdsValue);
 KBUS_CODEC(kReadBatch, ReadBatchArgs, BytesValue);
 KBUS_CODEC(kPollFd, NoArgs, Empty);
+KBUS_CODEC(kMonitor, U32Arg, U32Value);
 #undef KBUS_CODEC
 
 // Appends a whole request frame for operation O.

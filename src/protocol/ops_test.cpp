@@ -171,6 +171,37 @@ TEST(OpsVectors, U32Arguments) {
   EXPECT_EQ(request_of<Op::kMaxMsgs>("frame_maxmsgs").value, 10u);
   EXPECT_EQ(req<Op::kMsgOnlyOnce>({0xFFFFFFFFu}), vec("frame_onlyonce_query"));
   EXPECT_EQ(request_of<Op::kMsgOnlyOnce>("frame_onlyonce_query").value, 0xFFFFFFFFu);
+  // MONITOR (docs/decisions.md D25): on/off/query in, the copies missed out.
+  EXPECT_EQ(req<Op::kMonitor>({1}), vec("frame_monitor_on"));
+  EXPECT_EQ(request_of<Op::kMonitor>("frame_monitor_on").value, 1u);
+  EXPECT_EQ(rep<Op::kMonitor>(0, {3}), vec("frame_monitor_reply"));
+  EXPECT_EQ(reply_of<Op::kMonitor>("frame_monitor_reply", 0).value, 3u);
+}
+
+// The names kbusd -v logs (issue 15): every operation by its protocol.md name.
+TEST(OpsNames, EveryOperationHasItsName) {
+  EXPECT_STREQ(op_name(static_cast<std::uint32_t>(Op::kBind)), "BIND");
+  EXPECT_STREQ(op_name(static_cast<std::uint32_t>(Op::kReportReplierBinds)), "REPORTREPLIERBINDS");
+  EXPECT_STREQ(op_name(static_cast<std::uint32_t>(Op::kReadBatch)), "READBATCH");
+  EXPECT_STREQ(op_name(static_cast<std::uint32_t>(Op::kMonitor)), "MONITOR");
+  EXPECT_STREQ(op_name(0), "unknown");
+  EXPECT_STREQ(op_name(19), "unknown");
+  EXPECT_STREQ(op_name(1000), "unknown");
+  // Each row "| N | NAME | ..." of the table in docs/protocol.md, and no
+  // other number has a name.
+  std::ifstream in(std::string(KBUS_SOURCE_DIR) + "/docs/protocol.md");
+  ASSERT_TRUE(in) << "docs/protocol.md";
+  const std::regex row(R"(^\| (\d+) \| ([A-Z]+) \|)");
+  std::map<std::uint32_t, std::string> documented;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, row)) documented[static_cast<std::uint32_t>(std::stoul(m[1]))] = m[2];
+  }
+  EXPECT_EQ(documented.size(), 32u);
+  for (std::uint32_t op = 0; op <= 128; ++op) {
+    auto it = documented.find(op);
+    EXPECT_EQ(op_name(op), it == documented.end() ? std::string("unknown") : it->second) << op;
+  }
 }
 
 TEST(OpsVectors, WriteAndSendMsgCarryTheMessageBytes) {  // docs/protocol.md §4.1

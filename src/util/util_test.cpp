@@ -1,5 +1,5 @@
 // The shared pieces of src/util: Fd, the socket directory rule, the signal
-// pipe, the little-endian u32 and Deadline.
+// pipe, the little-endian u32, Deadline and the argument reader.
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "util/args.hpp"
 #include "util/deadline.hpp"
 #include "util/dirs.hpp"
 #include "util/endian.hpp"
@@ -134,6 +135,58 @@ TEST(Deadline, NeverAndPast) {
   EXPECT_FALSE(later.expired());
   EXPECT_GT(later.remaining_ms(), 0);
   EXPECT_LE(later.remaining_ms(), 3600 * 1000);
+}
+
+// util/args.hpp: the numbers kbus-limpet's and kbus-bridge's switches take.
+TEST(Args, ParseIntegerTakesOnlyAWholeDecimalNumberInRange) {
+  EXPECT_EQ(parse_integer("0", 0, 255), 0);
+  EXPECT_EQ(parse_integer("255", 0, 255), 255);
+  EXPECT_EQ(parse_integer("-3", -5, 5), -3);
+  EXPECT_EQ(parse_integer("4294967295", 1, 0xFFFFFFFFLL), 0xFFFFFFFFLL);
+  EXPECT_FALSE(parse_integer("256", 0, 255));  // above the range
+  EXPECT_FALSE(parse_integer("0", 1, 255));    // below it
+  EXPECT_FALSE(parse_integer("", 0, 255));
+  EXPECT_FALSE(parse_integer("12x", 0, 255));  // trailing text
+  EXPECT_FALSE(parse_integer(" 12", 0, 255));  // spaces
+  EXPECT_FALSE(parse_integer("+12", 0, 255));
+  EXPECT_FALSE(parse_integer("0x10", 0, 255));  // decimal only
+  EXPECT_FALSE(parse_integer("99999999999999999999", 0, 0x7FFFFFFFFFFFFFFFLL));  // overflow
+}
+
+TEST(Args, ReaderHandsOutSwitchesAndTheirValues) {
+  const std::vector<std::string> args = {"-k", "3", "--id", "x", "addr", "-m"};
+  ArgReader r(args);
+  const std::string* a = r.next();
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(*a, "-k");
+  auto n = r.number(0, 255);
+  EXPECT_TRUE(n.ok());
+  EXPECT_EQ(n.value, 3);
+  ASSERT_NE(a = r.next(), nullptr);
+  EXPECT_EQ(*a, "--id");
+  n = r.number(1, 10);  // "x" is consumed as the value, and is bad
+  EXPECT_EQ(n.status, ArgReader::Number::Status::kBad);
+  EXPECT_EQ(n.text, "x");
+  ASSERT_NE(a = r.next(), nullptr);
+  EXPECT_EQ(*a, "addr");
+  ASSERT_NE(a = r.next(), nullptr);
+  EXPECT_EQ(*a, "-m");
+  EXPECT_FALSE(r.value());  // -m at the end has no value
+  EXPECT_EQ(r.number(0, 1).status, ArgReader::Number::Status::kMissing);
+  EXPECT_EQ(r.next(), nullptr);
+}
+
+TEST(Args, ReaderValueMayLookLikeASwitch) {
+  // As runlimpet: the argument after a switch is its value, whatever it is.
+  const std::vector<std::string> args = {"-t", "-s", "-d"};
+  ArgReader r(args);
+  ASSERT_NE(r.next(), nullptr);
+  EXPECT_EQ(r.value(), std::optional<std::string>("-s"));
+  ASSERT_NE(r.next(), nullptr);
+  std::string dir = "unchanged";
+  EXPECT_FALSE(r.value(dir));  // nothing after -d
+  EXPECT_EQ(dir, "unchanged");
+  EXPECT_EQ(r.next(), nullptr);
 }
 
 }  // namespace

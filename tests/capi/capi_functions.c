@@ -24,40 +24,7 @@
 
 #include <libkbus/kbus.h>
 
-static int checks;
-static int failures;
-
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		checks++;                                                   \
-		if (!(cond)) {                                              \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n",        \
-				__FILE__, __LINE__, #cond);                 \
-		}                                                           \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                      \
-	do {                                                                \
-		long long a_ = (long long)(a), b_ = (long long)(b);         \
-		checks++;                                                   \
-		if (a_ != b_) {                                             \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: %s is %lld, expected %s = %lld\n", \
-				__FILE__, __LINE__, #a, a_, #b, b_);        \
-		}                                                           \
-	} while (0)
-
-#define CHECK_STR(a, b)                                                     \
-	do {                                                                \
-		const char *a_ = (a), *b_ = (b);                            \
-		checks++;                                                   \
-		if (a_ == NULL || strcmp(a_, b_) != 0) {                    \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", \
-				__FILE__, __LINE__, #a, a_ ? a_ : "(null)", b_); \
-		}                                                           \
-	} while (0)
+#include "../common/check.h"
 
 /* ---- helpers ---- */
 

@@ -18,29 +18,7 @@
 #include <libkbus/kbus.h>
 #include <libkbus/limpet.h>
 
-static int checks;
-static int failures;
-
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		checks++;                                                   \
-		if (!(cond)) {                                              \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n",        \
-				__FILE__, __LINE__, #cond);                 \
-		}                                                           \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                      \
-	do {                                                                \
-		long long a_ = (long long)(a), b_ = (long long)(b);         \
-		checks++;                                                   \
-		if (a_ != b_) {                                             \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: %s is %lld, expected %s = %lld\n", \
-				__FILE__, __LINE__, #a, a_, #b, b_);        \
-		}                                                           \
-	} while (0)
+#include "../common/check.h"
 
 #define OUR_NET 5
 #define PEER_NET 9

@@ -19,24 +19,7 @@
 
 #include <libkbus/kbus.h>
 
-static int checks;
-static int failures;
-static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
-
-#define CHECK_EQ(a, b)                                                      \
-	do {                                                                \
-		long long a_ = (long long)(a), b_ = (long long)(b);         \
-		pthread_mutex_lock(&check_mu);                              \
-		checks++;                                                   \
-		if (a_ != b_) {                                             \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: %s is %lld, expected %s = %lld\n", \
-				__FILE__, __LINE__, #a, a_, #b, b_);        \
-		}                                                           \
-		pthread_mutex_unlock(&check_mu);                            \
-	} while (0)
-
-#define CHECK(cond) CHECK_EQ(!!(cond), 1)
+#include "../common/check.h"
 
 static kbus_ksock_t open_rw(uint32_t bus)
 {

@@ -40,13 +40,15 @@ all=$(bash_complete "$kbus" "")
 for w in $all; do
   "$kbus" "$w" --help >/dev/null 2>&1 || { echo "FAIL: bash offers '$w', not a kbus subcommand"; fail=1; }
 done
-for w in bindings errno limpet listen new-device reply request send stats; do
+for w in bindings errno limpet listen monitor new-device reply request send stats; do
   check "bash: kbus <TAB> offers $w" "$(tr ' ' '\n' <<<"$all" | grep -x -c -- "$w")" 1
 done
 check "bash: kbus s<TAB>" "$(bash_complete "$kbus" s)" "send stats "
 check "bash: kbus re<TAB>" "$(bash_complete "$kbus" re)" "reply request "
 check "bash: kbus send --all<TAB>" "$(bash_complete "$kbus" send --all)" "--all-or-fail --all-or-wait "
 check "bash: kbus listen -b 1 --c<TAB>" "$(bash_complete "$kbus" listen -b 1 --c)" "--count "
+check "bash: kbus mo<TAB>" "$(bash_complete "$kbus" mo)" "monitor "
+check "bash: kbus monitor --t<TAB>" "$(bash_complete "$kbus" monitor --t)" "--timestamps "
 check "bash: kbus errno EPI<TAB>" "$(bash_complete "$kbus" errno EPI)" "EPIPE "
 check "bash: kbusd --re<TAB>" "$(bash_complete "$kbusd" --re)" "--ready-fd "
 check "bash: kbusd --dev<TAB>" "$(bash_complete "$kbusd" --dev)" "--devices "

@@ -361,6 +361,101 @@ TEST_F(CliTest, ListenTimestampsQueueSizeAndMissedMessages) {
       << err;
 }
 
+// A monitor binds nothing, so no report shows when it is ready: probes are
+// sent until one is printed, then a marker, and the lines up to the marker
+// are skipped. What follows is exactly what was sent after the marker.
+void sync_monitor(SpawnedProcess& p, Ksock& s) {
+  for (int i = 0; i < 1000 && p.alive(); ++i) {
+    s.send_msg(make_announcement("$.Probe"));
+    if (p.out().ready(10ms)) break;  // waits on the monitor's output, not on a clock
+  }
+  s.send_msg(make_announcement("$.Marker"));
+  for (int i = 0; i < 2000; ++i) {
+    const std::string line = p.line();
+    if (line.find("$.Marker") != std::string::npos) return;
+    ASSERT_NE(line, "<eof>") << p.err();
+  }
+  FAIL() << "the monitor never printed the marker";
+}
+
+// `kbus monitor` (docs/decisions.md D25): every message on the bus, once, in
+// the form of `kbus listen` - an Announcement nobody listens to, a Request
+// and its Reply, and the Status that only the requester gets (KBUS-SPEC.md
+// §6.2), in bus order.
+TEST_F(CliTest, MonitorShowsAllTrafficWithStatusMessages) {
+  SpawnedProcess p(argv({"monitor"}), env());
+  Ksock s = open(0);
+  sync_monitor(p, s);
+  Ksock replier = open(0), requester = open(0);
+  replier.bind("$.Fred", true);
+  const std::string rq = std::to_string(requester.id()), rp = std::to_string(replier.id());
+  const MessageId a = s.send_msg(make_announcement("$.Nobody", "hi"));
+  const MessageId r1 = requester.send_msg(make_request("$.Fred", "q1"));
+  Message got = replier.wait_for_msg(10s).value();
+  const MessageId rep = replier.send_msg(make_reply(got, "a1").value());
+  const MessageId r2 = requester.send_msg(make_request("$.Fred", "q2", flag::kUrgent));
+  replier.close();  // GoneAway for r2 (§7.2-3)
+  EXPECT_EQ(p.line(), "<Announcement '$.Nobody', id=" + a.to_string() + ", from=" + std::to_string(s.id()) +
+                          ", data='hi'>");
+  EXPECT_EQ(p.line(), "<Request '$.Fred', id=" + r1.to_string() + ", from=" + rq +
+                          ", flags=0x1 (REQ), data='q1'>");
+  EXPECT_EQ(p.line(), "<Reply '$.Fred', id=" + rep.to_string() + ", to=" + rq + ", from=" + rp +
+                          ", in_reply_to=" + r1.to_string() + ", data='a1'>");
+  EXPECT_EQ(p.line(), "<Request '$.Fred', id=" + r2.to_string() + ", from=" + rq +
+                          ", flags=0x9 (REQ,URG), data='q2'>");
+  const MessageId st = requester.wait_for_msg(10s).value().hdr.id;  // rep first
+  (void)st;
+  Message gone = requester.wait_for_msg(10s).value();
+  EXPECT_EQ(p.line(), "<Status '$.KBUS.Replier.GoneAway', id=" + gone.hdr.id.to_string() + ", to=" + rq +
+                          ", from=" + rp + ", in_reply_to=" + r2.to_string() + ", flags=0x4 (SYN)>");
+  p.kill(SIGTERM);
+  EXPECT_EQ(p.wait(), 0);
+  EXPECT_EQ(p.line(), "<eof>");
+  EXPECT_EQ(p.err(), "");
+}
+
+// --json and --timestamps as for listen; a full queue makes the monitor miss
+// copies, never a sender fail (§5.2-13), and it says how many it missed.
+// (The default queue, 1000, so that the probes of sync_monitor never fill it.)
+TEST_F(CliTest, MonitorJsonAndMissedMessages) {
+  SpawnedProcess p(argv({"monitor", "--json", "-t"}), env());
+  Ksock s = open(0);
+  sync_monitor(p, s);
+  Ksock l = open(0);
+  l.set_max_messages(2000);
+  l.bind("$.Flow");
+  s.send_msg(make_announcement("$.Flow", "one"));
+  const std::string line = p.line();
+  ASSERT_GT(line.size(), 40u) << line;
+  EXPECT_EQ(line.substr(0, 9), "{\"time\":\"") << line;
+  EXPECT_NE(line.find("\"name\":\"$.Flow\",\"data\":\"one\"}"), std::string::npos) << line;
+  p.kill(SIGSTOP);  // the monitor stops reading; its queue (1000) fills
+  for (int i = 0; i < 1005; ++i) {
+    ASSERT_TRUE(s.try_send_msg(make_announcement("$.Flow", "m" + std::to_string(i), flag::kAllOrFail)).ok());
+  }
+  EXPECT_EQ(l.num_messages(), 1006u);
+  p.kill(SIGCONT);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string m = p.line();
+    ASSERT_NE(m.find("\"data\":\"m" + std::to_string(i) + "\"}"), std::string::npos) << m;
+  }
+  s.send_msg(make_announcement("$.Flow", "last"));
+  EXPECT_NE(p.line().find("\"data\":\"last\"}"), std::string::npos);
+  p.kill(SIGTERM);
+  EXPECT_EQ(p.wait(), 0);
+  EXPECT_EQ(p.err(),
+            "kbus monitor: missed 5 messages: the queue was full (1000 messages); raise --max-messages\n"
+            "kbus monitor: missed 5 messages in all\n");
+}
+
+TEST_F(CliTest, MonitorFailures) {
+  auto r = run({"monitor", "-b", "3"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("kbus monitor: ENOENT"), std::string::npos) << r.err;
+  auto bad = run({"monitor", "$.Fred"});
+  EXPECT_EQ(bad.exit_code, 2);
+}
+
 // kbus listen and reply wait for kbusd to come back and bind again; with
 // --no-reconnect they exit 1, saying kbusd went away (ECONNRESET, never
 // EPIPE).

@@ -365,6 +365,49 @@ TEST(LimpetCli, UsageAndBadArguments) {
   EXPECT_NE(r.out.find("Usage: kbus limpet"), std::string::npos) << r.out << r.err;
 }
 
+// `kbus limpet` answers help and bad usage as every other kbus command
+// (exit 0; exit 2 with one line naming the bad argument and a hint), while
+// kbus-limpet keeps runlimpet's statuses (KBUS-SPEC.md §13.3).
+TEST(LimpetCli, KbusLimpetHelpAndUsageAsTheOtherCommands) {
+  auto help = run_process({kbus_cli_path(), "limpet", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_EQ(help.out.rfind("Usage: kbus limpet (-s | -c) [options]", 0), 0u) << help.out;
+  EXPECT_NE(help.out.find("(SIGINT/SIGTERM or -t), 2 bad usage, 1 the bus or socket failed,\n3 "
+                          "misconfiguration"),
+            std::string::npos)
+      << help.out;
+  auto via_help = run_process({kbus_cli_path(), "help", "limpet"});
+  EXPECT_EQ(via_help.exit_code, 0);
+  EXPECT_EQ(via_help.out, help.out);
+  const auto own = run_process({limpet_path(), "--help"});
+  EXPECT_NE(own.out.find("(SIGINT/SIGTERM or -t), 1 bad usage, 2 the bus or socket failed,"),
+            std::string::npos)
+      << own.out;
+
+  struct Bad {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Bad> bad = {
+      {{}, "give -s (server) or -c (client), and an address (<host>:<port> or <path>)"},
+      {{"-c", "-bogus", "x.sock"}, "unrecognised switch '-bogus'"},
+      {{"-c", "-id", "0", "x.sock"}, "network id '0' must be a number greater than 0"},
+      {{"-c", "-k"}, "switch -k needs a bus number"},
+      {{"127.0.0.1:1"}, "one of -s (server) or -c (client) is required"},
+  };
+  for (const Bad& b : bad) {
+    std::vector<std::string> argv = {kbus_cli_path(), "limpet"};
+    argv.insert(argv.end(), b.args.begin(), b.args.end());
+    auto r = run_process(argv);
+    EXPECT_EQ(r.exit_code, 2) << b.message;
+    EXPECT_EQ(r.err, "kbus limpet: " + b.message + "\nRun with --help for more information.\n");
+    EXPECT_EQ(r.out, "");
+  }
+  // A failure that is not usage: exit 1, as a failed KBUS operation.
+  auto r = run_process({kbus_cli_path(), "limpet", "-c", "-d", "/nonexistent/kbus-dir", "x.sock"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+}
+
 TEST(LimpetCli, KbusLimpetSubcommandIsTheSameProgram) {
   TestDaemon a(1), b(1);
   LimpetProc server({"-s", "-id", "2", "-d", a.dir(), "127.0.0.1:0"}, /*via_cli=*/true);
@@ -707,10 +750,10 @@ TEST(LimpetTls, BadTlsOptionsAreClearErrors) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--tls-ca '" + certs().key("alpha") + "': no usable PEM CA certificate"), std::string::npos)
       << r.err;
-  // `kbus limpet` is the same program.
+  // `kbus limpet` is the same program, with the usage status of kbus (2).
   r = run_process({kbus_cli_path(), "limpet", "-s", "-d", a.dir(), "--tls-key", certs().key("alpha"),
                    "127.0.0.1:0"});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("missing: --tls-cert --tls-ca"), std::string::npos) << r.err;
   r = run_process({kbus_cli_path(), "limpet", "-h"});
   EXPECT_NE(r.out.find("--tls-peer-fingerprint"), std::string::npos) << r.out;

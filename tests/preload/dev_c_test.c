@@ -26,43 +26,7 @@
 
 #include <libkbus/kbus.h>
 
-static int checks;
-static int failures;
-
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		checks++;                                                   \
-		if (!(cond)) {                                              \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n",        \
-				__FILE__, __LINE__, #cond);                 \
-		}                                                           \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                      \
-	do {                                                                \
-		long long a_ = (long long)(a), b_ = (long long)(b);         \
-		checks++;                                                   \
-		if (a_ != b_) {                                             \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: %s is %lld, expected %s = %lld\n", \
-				__FILE__, __LINE__, #a, a_, #b, b_);        \
-		}                                                           \
-	} while (0)
-
-/* A system call that must fail with errno e. */
-#define CHECK_FAILS(call, e)                                                \
-	do {                                                                \
-		long long rv_;                                              \
-		errno = 0;                                                  \
-		rv_ = (long long)(call);                                    \
-		checks++;                                                   \
-		if (rv_ != -1 || errno != (e)) {                            \
-			failures++;                                         \
-			fprintf(stderr, "%s:%d: %s gave %lld, errno %d (%s); expected -1, %s\n", \
-				__FILE__, __LINE__, #call, rv_, errno, strerror(errno), #e); \
-		}                                                           \
-	} while (0)
+#include "../common/check.h"
 
 static int open_dev(unsigned bus, int flags)
 {
