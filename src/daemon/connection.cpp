@@ -142,8 +142,13 @@ void Daemon::process_input(Connection& c) {
     if (!c.peer_gone) {
       ++c.frames_in_turn;
       c.frame_bytes_in_turn += used;
-      busiest_frames_ =
-          std::max<std::uint64_t>(busiest_frames_, static_cast<std::uint64_t>(c.frames_in_turn));
+      // Tallied apart from the budget, so that the status line shows what
+      // one connection got in one turn however the budget is kept.
+      if (c.tally_turn != turn_) {
+        c.tally_turn = turn_;
+        c.tally_frames = 0;
+      }
+      busiest_frames_ = std::max(busiest_frames_, ++c.tally_frames);
     }
     answer_wait_early(c);  // docs/protocol.md §4.4
     dispatch(c, f.word, f.payload);

@@ -53,6 +53,8 @@ struct Connection {
   int frames_in_turn = 0;          // frames applied in served_turn
   std::size_t frame_bytes_in_turn = 0;
   std::size_t read_in_turn = 0;    // bytes read from its socket in served_turn
+  std::uint64_t tally_turn = 0;    // for the status line: frames applied in
+  std::uint64_t tally_frames = 0;  // tally_turn, counted apart from the budget
   protocol::InputBuffer in;
   std::string out;
   std::size_t out_off = 0;
