@@ -2,7 +2,9 @@
 // (docs/reliability.md §4, issue 13). In one run, one kbusd:
 //   1. quiet: a requester and a replier (each its own process) do round
 //      trips (send_msg, the replier's wait_for_msg and reply, the
-//      requester's wait_for_msg) on an otherwise idle bus;
+//      requester's wait_for_msg) on an otherwise idle bus - half of them
+//      before the noise and half after it has stopped, so that a change in
+//      the machine's load during the run falls on both sides;
 //   2. noisy: the same, while on the same bus
 //        - a flooder pipelines requests at full speed and reads its replies
 //          (two threads, raw frames),
@@ -13,6 +15,8 @@
 // p99 <= 3x quiet), and RESULT lines (bench_common.hpp).
 //
 //   kbus_bench_noisy [--iterations N] [--bindings N] [--pin]
+//                    [--noise flood,deaf,halves,bindings]
+// --noise picks some of the four (default: all), to see what each costs.
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -89,6 +93,8 @@ int main(int argc, char** argv) {
   const int iterations = static_cast<int>(args.num("iterations", 20000));
   const int bindings = static_cast<int>(args.num("bindings", 100000));
   const bool pin = args.has("pin");
+  const std::string noise = "," + args.str("noise", "flood,deaf,halves,bindings") + ",";
+  auto with = [&](const char* what) { return noise.find("," + std::string(what) + ",") != std::string::npos; };
   pin_if(pin);
   char tmpl[] = "/tmp/kbus-noisy-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
@@ -118,18 +124,19 @@ int main(int argc, char** argv) {
   if (!bench::read_full(replier_ready.r, &byte, 1)) bench::die("replier");
   kbus::Ksock requester = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
   round_trips(requester, 1000);  // warm-up
-  const bench::Summary quiet = bench::summarise(round_trips(requester, iterations));
+  std::vector<double> quiet_ns = round_trips(requester, iterations / 2);
 
   // The noise.
   Pipe bound;
-  const pid_t holder = bench::spawn([&] {
+  pid_t holder = -1, flooder = -1, deaf = -1, halves = -1;
+  if (with("bindings")) holder = bench::spawn([&] {
     kbus::Ksock k = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
     for (int i = 0; i < bindings; ++i) k.bind("$.Noisy.Hold." + std::to_string(i));
     bench::write_full(bound.w, "b", 1);
     ::pause();
   });
-  if (!bench::read_full(bound.r, &byte, 1)) bench::die("binder");
-  const pid_t flooder = bench::spawn([&] {
+  if (holder > 0 && !bench::read_full(bound.r, &byte, 1)) bench::die("binder");
+  if (with("flood")) flooder = bench::spawn([&] {
     const int fd = raw_hello(bus0);
     std::string burst;
     for (int i = 0; i < 4096; ++i) burst += frame(4);  // KSOCKID
@@ -142,7 +149,7 @@ int main(int argc, char** argv) {
     }
     reader.join();
   });
-  const pid_t deaf = bench::spawn([&] {
+  if (with("deaf")) deaf = bench::spawn([&] {
     const int fd = raw_hello(bus0);
     std::string burst;
     for (int i = 0; i < 4096; ++i) burst += frame(4);
@@ -150,7 +157,7 @@ int main(int argc, char** argv) {
     }  // blocks for good once kbusd stops reading it
     ::pause();
   });
-  const pid_t halves = bench::spawn([&] {
+  if (with("halves")) halves = bench::spawn([&] {
     std::vector<int> fds;
     std::string half = frame(2, std::string(200, 'x')).substr(0, 100);  // BIND, half of it
     for (int i = 0; i < 64; ++i) {
@@ -161,15 +168,21 @@ int main(int argc, char** argv) {
   });
   round_trips(requester, 200);  // the noise is under way
   const bench::Summary noisy = bench::summarise(round_trips(requester, iterations));
+  for (pid_t p : {flooder, deaf, halves, holder}) bench::stop_child(p);
+  round_trips(requester, 200);  // kbusd has seen them go
+  const std::vector<double> after = round_trips(requester, iterations - iterations / 2);
+  quiet_ns.insert(quiet_ns.end(), after.begin(), after.end());
+  const bench::Summary quiet = bench::summarise(quiet_ns);
 
-  for (pid_t p : {flooder, deaf, halves, holder, replier}) bench::stop_child(p);
+  bench::stop_child(replier);
   requester.close();
   ::kill(daemon, SIGTERM);
   bench::wait_child(daemon);
   const std::string rm = "rm -rf " + dir;
   if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", dir.c_str());
 
-  std::printf("round trips beside noisy neighbours, %d each, scheduling: %s\n", iterations,
+  std::printf("round trips beside noisy neighbours (%s), %d each, scheduling: %s\n",
+              noise.substr(1, noise.size() - 2).c_str(), iterations,
               pin ? "all on CPU 0" : "default");
   std::printf("%-10s %10s %10s %10s\n", "bus", "p50 us", "p99 us", "mean us");
   std::printf("%-10s %10.2f %10.2f %10.2f\n", "quiet", quiet.p50_us, quiet.p99_us, quiet.mean_us);
@@ -183,7 +196,7 @@ int main(int argc, char** argv) {
   q.lat = quiet;
   bench::emit(q);
   bench::Row r = q;
-  r.test = "round trip beside flooder, deaf client, half frames, 100k bindings";
+  r.test = "round trip beside " + noise.substr(1, noise.size() - 2);
   r.lat = noisy;
   r.note = "p50 x" + std::to_string(noisy.p50_us / quiet.p50_us) + ", p99 x" +
            std::to_string(noisy.p99_us / quiet.p99_us) + " of quiet";

@@ -20,7 +20,10 @@ constexpr std::uint32_t kMaxBuses = 256;
 // only while no whole frame is buffered, at most kReadBytesPerTurn bytes.
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kReadBytesPerTurn = 4 * kReadChunk;
-constexpr int kFramesPerTurn = 64;
+// 16 frames: with 64, another client's round trip beside a flooder took
+// 1.5-2x its time on a quiet bus; with 16, 1.2-1.25x (bench/noisy.cpp). The
+// clients' batch operations carry many messages in one frame.
+constexpr int kFramesPerTurn = 16;
 constexpr std::size_t kFrameBytesPerTurn = 256 * 1024;
 // HELLO's frame is 16 bytes: a longer one before HELLO is garbage, cut off
 // before the daemon buffers it (docs/reliability.md §4).

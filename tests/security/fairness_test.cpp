@@ -8,7 +8,7 @@
 //   - a client over --max-output-buffer that does not drain its replies
 //     within --stall-timeout-ms is cut off, even if it reads a little now
 //     and then;
-//   - a flooder is served at most its share of a turn (64 frames, 256 KiB
+//   - a flooder is served at most its share of a turn (16 frames, 256 KiB
 //     read), checked through the figures of kbusd's status line (SIGUSR1),
 //     not through timing.
 // Every wait is on a real signal (EOF, a hang-up, a reply, a log line),
@@ -210,7 +210,7 @@ TEST_F(FairnessTest, ASlowReaderIsCutOffAtTheStallTimeout) {
 }
 
 // docs/reliability.md §4: a flooder gets at most its share of a turn -
-// kFramesPerTurn (64) frames and 256 KiB read - however much it has sent;
+// kFramesPerTurn (16) frames and 256 KiB read - however much it has sent;
 // the status line reports the most one connection got in one turn. Another
 // client's request/reply goes on meanwhile.
 TEST_F(FairnessTest, AFlooderIsServedNoMoreThanItsShareOfATurn) {
@@ -255,7 +255,7 @@ TEST_F(FairnessTest, AFlooderIsServedNoMoreThanItsShareOfATurn) {
   const TurnFigures t = figures();
   // The flooder always had more than a turn's share buffered: it got that
   // share exactly, never more.
-  EXPECT_EQ(t.busiest_frames, 64);
+  EXPECT_EQ(t.busiest_frames, 16);
   EXPECT_GT(t.busiest_read, 0);
   EXPECT_LE(t.busiest_read, 256 * 1024);
 }
