@@ -2,25 +2,30 @@
 // (docs/reliability.md §4, issue 13). In one run, one kbusd:
 //   1. quiet: a requester and a replier (each its own process) do round
 //      trips (send_msg, the replier's wait_for_msg and reply, the
-//      requester's wait_for_msg) on an otherwise idle bus - half of them
-//      before the noise and half after it has stopped, so that a change in
-//      the machine's load during the run falls on both sides;
+//      requester's wait_for_msg) on an otherwise idle bus;
 //   2. noisy: the same, while on the same bus
 //        - a flooder pipelines requests at full speed and reads its replies
 //          (two threads, raw frames),
 //        - a client sends requests and never reads a reply,
 //        - 64 clients have each sent half a frame and say no more,
 //        - a Ksock holds 100 000 bindings.
-// Prints p50/p99 of both phases and their ratios (the target: p50 <= 1.5x,
+// The two alternate in R rounds (default 5; the noise is started afresh
+// each round and stopped after it), so that the machine's other load falls
+// on both alike. Prints p50/p99 of both and their ratios (the target: p50 <= 1.5x,
 // p99 <= 3x quiet), and RESULT lines (bench_common.hpp).
 //
-//   kbus_bench_noisy [--iterations N] [--bindings N] [--pin]
-//                    [--noise flood,deaf,halves,bindings]
-// --noise picks some of the four (default: all), to see what each costs.
+//   kbus_bench_noisy [--iterations N] [--rounds R] [--bindings N] [--pin]
+//                    [--noise flood,deaf,halves,bindings] [--kbusd PATH]
+// --noise picks some of the four (default: all), to see what each costs,
+// or `cpu`: two busy threads that talk to nobody, the flooder's CPU load
+// without its traffic (the control: what the machine, not kbusd, costs);
+// --kbusd runs another kbusd binary (an older one, to compare).
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -86,13 +91,76 @@ std::vector<double> round_trips(kbus::Ksock& requester, int n) {
   return ns;
 }
 
+// Starts the noise (those of flood, deaf, halves, bindings that `with`
+// picks); returns once the bindings are made. The children are killed by
+// the caller.
+template <typename With>
+std::vector<pid_t> start_noise(const std::string& bus0, const std::string& dir, With with,
+                               int bindings) {
+  std::vector<pid_t> pids;
+  char byte;
+  if (with("bindings")) {
+    Pipe bound;
+    pids.push_back(bench::spawn([&] {
+      kbus::Ksock k = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
+      for (int i = 0; i < bindings; ++i) k.bind("$.Noisy.Hold." + std::to_string(i));
+      bench::write_full(bound.w, "b", 1);
+      ::pause();
+    }));
+    if (!bench::read_full(bound.r, &byte, 1)) bench::die("binder");
+    ::close(bound.r);
+    ::close(bound.w);
+  }
+  if (with("flood")) pids.push_back(bench::spawn([&] {
+    const int fd = raw_hello(bus0);
+    std::string burst;
+    for (int i = 0; i < 4096; ++i) burst += frame(4);  // KSOCKID
+    std::thread reader([fd] {
+      static char sink[1 << 16];
+      while (::read(fd, sink, sizeof sink) > 0) {
+      }
+    });
+    while (bench::write_full(fd, burst.data(), burst.size())) {
+    }
+    reader.join();
+  }));
+  if (with("deaf")) pids.push_back(bench::spawn([&] {
+    const int fd = raw_hello(bus0);
+    std::string burst;
+    for (int i = 0; i < 4096; ++i) burst += frame(4);
+    while (bench::write_full(fd, burst.data(), burst.size())) {
+    }  // blocks for good once kbusd stops reading it
+    ::pause();
+  }));
+  if (with("halves")) pids.push_back(bench::spawn([&] {
+    std::vector<int> fds;
+    std::string half = frame(2, std::string(200, 'x')).substr(0, 100);  // BIND, half of it
+    for (int i = 0; i < 64; ++i) {
+      fds.push_back(raw_hello(bus0));
+      bench::write_full(fds.back(), half.data(), half.size());
+    }
+    ::pause();
+  }));
+  if (with("cpu")) pids.push_back(bench::spawn([&] {
+    // The control: as many busy threads as the flooder, talking to nobody.
+    static std::atomic<unsigned long> spins{0};
+    std::thread other([] {
+      for (;;) spins.fetch_add(1, std::memory_order_relaxed);
+    });
+    for (;;) spins.fetch_add(1, std::memory_order_relaxed);
+  }));
+  return pids;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv);
   const int iterations = static_cast<int>(args.num("iterations", 20000));
   const int bindings = static_cast<int>(args.num("bindings", 100000));
+  const int rounds = static_cast<int>(std::max(1L, args.num("rounds", 5)));
   const bool pin = args.has("pin");
+  const std::string kbusd = args.str("kbusd", KBUSD_PATH);
   const std::string noise = "," + args.str("noise", "flood,deaf,halves,bindings") + ",";
   auto with = [&](const char* what) { return noise.find("," + std::string(what) + ",") != std::string::npos; };
   pin_if(pin);
@@ -103,7 +171,7 @@ int main(int argc, char** argv) {
   const pid_t daemon = bench::spawn([&] {
     ::close(ready.r);
     const std::string fd = std::to_string(ready.w);
-    ::execl(KBUSD_PATH, "kbusd", "--dir", dir.c_str(), "--ready-fd", fd.c_str(), nullptr);
+    ::execl(kbusd.c_str(), "kbusd", "--dir", dir.c_str(), "--ready-fd", fd.c_str(), nullptr);
     ::_exit(127);
   });
   ::close(ready.w);
@@ -124,55 +192,22 @@ int main(int argc, char** argv) {
   if (!bench::read_full(replier_ready.r, &byte, 1)) bench::die("replier");
   kbus::Ksock requester = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
   round_trips(requester, 1000);  // warm-up
-  std::vector<double> quiet_ns = round_trips(requester, iterations / 2);
-
-  // The noise.
-  Pipe bound;
-  pid_t holder = -1, flooder = -1, deaf = -1, halves = -1;
-  if (with("bindings")) holder = bench::spawn([&] {
-    kbus::Ksock k = kbus::Ksock::open(0, kbus::Mode::read_write, dir);
-    for (int i = 0; i < bindings; ++i) k.bind("$.Noisy.Hold." + std::to_string(i));
-    bench::write_full(bound.w, "b", 1);
-    ::pause();
-  });
-  if (holder > 0 && !bench::read_full(bound.r, &byte, 1)) bench::die("binder");
-  if (with("flood")) flooder = bench::spawn([&] {
-    const int fd = raw_hello(bus0);
-    std::string burst;
-    for (int i = 0; i < 4096; ++i) burst += frame(4);  // KSOCKID
-    std::thread reader([fd] {
-      static char sink[1 << 16];
-      while (::read(fd, sink, sizeof sink) > 0) {
-      }
-    });
-    while (bench::write_full(fd, burst.data(), burst.size())) {
-    }
-    reader.join();
-  });
-  if (with("deaf")) deaf = bench::spawn([&] {
-    const int fd = raw_hello(bus0);
-    std::string burst;
-    for (int i = 0; i < 4096; ++i) burst += frame(4);
-    while (bench::write_full(fd, burst.data(), burst.size())) {
-    }  // blocks for good once kbusd stops reading it
-    ::pause();
-  });
-  if (with("halves")) halves = bench::spawn([&] {
-    std::vector<int> fds;
-    std::string half = frame(2, std::string(200, 'x')).substr(0, 100);  // BIND, half of it
-    for (int i = 0; i < 64; ++i) {
-      fds.push_back(raw_hello(bus0));
-      bench::write_full(fds.back(), half.data(), half.size());
-    }
-    ::pause();
-  });
-  round_trips(requester, 200);  // the noise is under way
-  const bench::Summary noisy = bench::summarise(round_trips(requester, iterations));
-  for (pid_t p : {flooder, deaf, halves, holder}) bench::stop_child(p);
-  round_trips(requester, 200);  // kbusd has seen them go
-  const std::vector<double> after = round_trips(requester, iterations - iterations / 2);
-  quiet_ns.insert(quiet_ns.end(), after.begin(), after.end());
+  // Quiet and noisy blocks alternate, so that the machine's other load
+  // falls on both alike.
+  std::vector<double> quiet_ns, noisy_ns;
+  for (int round = 0; round < rounds; ++round) {
+    const int n = iterations / rounds;
+    const std::vector<double> q = round_trips(requester, n);
+    quiet_ns.insert(quiet_ns.end(), q.begin(), q.end());
+    const std::vector<pid_t> noise_pids = start_noise(bus0, dir, with, bindings);
+    round_trips(requester, 200);  // the noise is under way
+    const std::vector<double> x = round_trips(requester, n);
+    noisy_ns.insert(noisy_ns.end(), x.begin(), x.end());
+    for (pid_t p : noise_pids) bench::stop_child(p);
+    round_trips(requester, 200);  // kbusd has seen them go
+  }
   const bench::Summary quiet = bench::summarise(quiet_ns);
+  const bench::Summary noisy = bench::summarise(noisy_ns);
 
   bench::stop_child(replier);
   requester.close();
@@ -181,8 +216,8 @@ int main(int argc, char** argv) {
   const std::string rm = "rm -rf " + dir;
   if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", dir.c_str());
 
-  std::printf("round trips beside noisy neighbours (%s), %d each, scheduling: %s\n",
-              noise.substr(1, noise.size() - 2).c_str(), iterations,
+  std::printf("round trips beside noisy neighbours (%s), %d each in %d rounds, scheduling: %s\n",
+              noise.substr(1, noise.size() - 2).c_str(), iterations, rounds,
               pin ? "all on CPU 0" : "default");
   std::printf("%-10s %10s %10s %10s\n", "bus", "p50 us", "p99 us", "mean us");
   std::printf("%-10s %10.2f %10.2f %10.2f\n", "quiet", quiet.p50_us, quiet.p99_us, quiet.mean_us);

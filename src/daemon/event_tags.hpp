@@ -21,8 +21,9 @@ constexpr std::uint32_t kMaxBuses = 256;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kReadBytesPerTurn = 4 * kReadChunk;
 // 16 frames: with 64, another client's round trip beside a flooder took
-// 1.5-2x its time on a quiet bus; with 16, 1.2-1.25x (bench/noisy.cpp). The
-// clients' batch operations carry many messages in one frame.
+// 1.5-2x its time on a quiet bus; with 16, 1.4-1.5x, and 4 did no better
+// (bench/noisy.cpp, docs/reliability.md §4). The clients' batch operations
+// carry many messages in one frame.
 constexpr int kFramesPerTurn = 16;
 constexpr std::size_t kFrameBytesPerTurn = 256 * 1024;
 // HELLO's frame is 16 bytes: a longer one before HELLO is garbage, cut off
