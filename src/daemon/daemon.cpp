@@ -23,8 +23,9 @@
 //      unpaused) get their next service.
 //
 // Fairness (docs/reliability.md §4): a connection is served at most once
-// per turn - an event for one already served queues it for the next turn -
-// and each service is bounded (connection.cpp: kFramesPerTurn frames,
+// per turn - an event for one already served queues it for the next turn,
+// and one already on the ready queue is served there, after the
+// connections that the events name - and each service is bounded (connection.cpp: kFramesPerTurn frames,
 // kFrameBytesPerTurn bytes, input read only while no whole frame is
 // buffered). The ready queue holds a connection at most once.
 #include "daemon/daemon.hpp"
@@ -275,7 +276,9 @@ void Daemon::on_event(std::uint64_t tag, std::uint32_t events) {
   if (it == conns_.end() || it->second->closed) return;
   Connection& c = *it->second;
   if (events & EPOLLOUT) flush(c);
-  if (!c.closed && (events & (EPOLLIN | EPOLLRDHUP))) serve(c);
+  // One already on the ready queue is served there, after those that the
+  // events name: a client that was waiting goes before one that is busy.
+  if (!c.closed && (events & (EPOLLIN | EPOLLRDHUP)) && !c.queued) serve(c);
   if (!c.closed && (events & (EPOLLHUP | EPOLLERR))) {
     // The peer is gone: apply all it sent, then CLOSE its Ksock.
     c.peer_gone = true;
