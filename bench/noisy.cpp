@@ -111,44 +111,48 @@ std::vector<pid_t> start_noise(const std::string& bus0, const std::string& dir, 
     ::close(bound.r);
     ::close(bound.w);
   }
-  if (with("flood")) pids.push_back(bench::spawn([&] {
-    const int fd = raw_hello(bus0);
-    std::string burst;
-    for (int i = 0; i < 4096; ++i) burst += frame(4);  // KSOCKID
-    std::thread reader([fd] {
-      static char sink[1 << 16];
-      while (::read(fd, sink, sizeof sink) > 0) {
+  if (with("flood"))
+    pids.push_back(bench::spawn([&] {
+      const int fd = raw_hello(bus0);
+      std::string burst;
+      for (int i = 0; i < 4096; ++i) burst += frame(4);  // KSOCKID
+      std::thread reader([fd] {
+        static char sink[1 << 16];
+        while (::read(fd, sink, sizeof sink) > 0) {
+        }
+      });
+      while (bench::write_full(fd, burst.data(), burst.size())) {
       }
-    });
-    while (bench::write_full(fd, burst.data(), burst.size())) {
-    }
-    reader.join();
-  }));
-  if (with("deaf")) pids.push_back(bench::spawn([&] {
-    const int fd = raw_hello(bus0);
-    std::string burst;
-    for (int i = 0; i < 4096; ++i) burst += frame(4);
-    while (bench::write_full(fd, burst.data(), burst.size())) {
-    }  // blocks for good once kbusd stops reading it
-    ::pause();
-  }));
-  if (with("halves")) pids.push_back(bench::spawn([&] {
-    std::vector<int> fds;
-    std::string half = frame(2, std::string(200, 'x')).substr(0, 100);  // BIND, half of it
-    for (int i = 0; i < 64; ++i) {
-      fds.push_back(raw_hello(bus0));
-      bench::write_full(fds.back(), half.data(), half.size());
-    }
-    ::pause();
-  }));
-  if (with("cpu")) pids.push_back(bench::spawn([&] {
-    // The control: as many busy threads as the flooder, talking to nobody.
-    static std::atomic<unsigned long> spins{0};
-    std::thread other([] {
+      reader.join();
+    }));
+  if (with("deaf"))
+    pids.push_back(bench::spawn([&] {
+      const int fd = raw_hello(bus0);
+      std::string burst;
+      for (int i = 0; i < 4096; ++i) burst += frame(4);
+      while (bench::write_full(fd, burst.data(), burst.size())) {
+      }  // blocks for good once kbusd stops reading it
+      ::pause();
+    }));
+  if (with("halves"))
+    pids.push_back(bench::spawn([&] {
+      std::vector<int> fds;
+      std::string half = frame(2, std::string(200, 'x')).substr(0, 100);  // BIND, half of it
+      for (int i = 0; i < 64; ++i) {
+        fds.push_back(raw_hello(bus0));
+        bench::write_full(fds.back(), half.data(), half.size());
+      }
+      ::pause();
+    }));
+  if (with("cpu"))
+    pids.push_back(bench::spawn([&] {
+      // The control: as many busy threads as the flooder, talking to nobody.
+      static std::atomic<unsigned long> spins{0};
+      std::thread other([] {
+        for (;;) spins.fetch_add(1, std::memory_order_relaxed);
+      });
       for (;;) spins.fetch_add(1, std::memory_order_relaxed);
-    });
-    for (;;) spins.fetch_add(1, std::memory_order_relaxed);
-  }));
+    }));
   return pids;
 }
 
@@ -162,7 +166,9 @@ int main(int argc, char** argv) {
   const bool pin = args.has("pin");
   const std::string kbusd = args.str("kbusd", KBUSD_PATH);
   const std::string noise = "," + args.str("noise", "flood,deaf,halves,bindings") + ",";
-  auto with = [&](const char* what) { return noise.find("," + std::string(what) + ",") != std::string::npos; };
+  auto with = [&](const char* what) {
+    return noise.find("," + std::string(what) + ",") != std::string::npos;
+  };
   pin_if(pin);
   char tmpl[] = "/tmp/kbus-noisy-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);

@@ -25,9 +25,10 @@
 // Fairness (docs/reliability.md §4): a connection is served at most once
 // per turn - an event for one already served queues it for the next turn,
 // and one already on the ready queue is served there, after the
-// connections that the events name - and each service is bounded (connection.cpp: kFramesPerTurn frames,
-// kFrameBytesPerTurn bytes, input read only while no whole frame is
-// buffered). The ready queue holds a connection at most once.
+// connections that the events name - and each service is bounded
+// (connection.cpp: kFramesPerTurn frames, kFrameBytesPerTurn bytes, input
+// read only while no whole frame is buffered). The ready queue holds a
+// connection at most once.
 #include "daemon/daemon.hpp"
 
 #include <fcntl.h>

@@ -184,16 +184,16 @@ class Daemon {
   std::vector<BusEntry> buses_;
   std::uint64_t next_conn_id_ = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
-  std::uint64_t turn_ = 0;                   // turns of the loop so far
-  std::vector<std::uint64_t> ready_;         // connections to serve next turn (no repeats)
-  std::vector<std::uint64_t> ready_turn_;    // the ready_ being worked through
-  std::vector<std::uint64_t> closing_;       // closed: CLOSE and free them in settle()
+  std::uint64_t turn_ = 0;                 // turns of the loop so far
+  std::vector<std::uint64_t> ready_;       // connections to serve next turn (no repeats)
+  std::vector<std::uint64_t> ready_turn_;  // the ready_ being worked through
+  std::vector<std::uint64_t> closing_;     // closed: CLOSE and free them in settle()
   // docs/reliability.md §4: connections per peer uid (decided by the core),
   // the connections whose reading is paused (checked against
   // stall_timeout_ms) and those that have not said HELLO yet, in accept
   // order (checked against hello_timeout_ms).
   core::UserQuota quota_;
-  std::map<std::uint64_t, std::int64_t> paused_since_;  // conn id -> ms
+  std::map<std::uint64_t, std::int64_t> paused_since_;            // conn id -> ms
   std::deque<std::pair<std::int64_t, std::uint64_t>> hello_due_;  // ms, conn id
   // Refusals over the per-user limit: logged at most once a second, with
   // the number not logged since.

@@ -125,13 +125,13 @@ void Daemon::refuse_over_quota(util::Fd fd, std::uint32_t bus, pid_t pid, std::u
     ++refusals_unlogged_;
     return;
   }
-  const std::string more =
-      refusals_unlogged_ == 0
-          ? std::string()
-          : " (and " + std::to_string(refusals_unlogged_) + " more since the last such line)";
-  log_line("bus %u: connection of pid %d: uid %u already has %u Ksocks (--max-ksocks-per-user): "
-           "refused and closed%s",
-           bus, static_cast<int>(pid), uid, quota_.max_per_user(), more.c_str());
+  const std::string more = refusals_unlogged_ == 0 ? std::string()
+                                                   : " (and " + std::to_string(refusals_unlogged_) +
+                                                         " more since the last such line)";
+  log_line(
+      "bus %u: connection of pid %d: uid %u already has %u Ksocks (--max-ksocks-per-user): "
+      "refused and closed%s",
+      bus, static_cast<int>(pid), uid, quota_.max_per_user(), more.c_str());
   refusal_logged_ms_ = now;
   refusals_unlogged_ = 0;
 }

@@ -38,8 +38,7 @@ using namespace std::chrono_literals;
 
 // The figures that follow the first six of kbusd's status line.
 struct TurnFigures {
-  long long busiest_frames = -1, busiest_read = -1, refused = -1, hello_timeouts = -1,
-            stalls = -1;
+  long long busiest_frames = -1, busiest_read = -1, refused = -1, hello_timeouts = -1, stalls = -1;
 };
 
 class FairnessTest : public ::testing::Test {
@@ -149,8 +148,8 @@ TEST_F(FairnessTest, ConnectionsWithoutHelloAreClosedAfterTheHelloTimeout) {
   ASSERT_TRUE(hello && hello->status == 0);
   RawClient silent(bus0());
   RawClient half(bus0());
-  ASSERT_TRUE(half.send_bytes(frame_bytes(64, u32_bytes(1) + u32_bytes(3) + u32_bytes(88))
-                                  .substr(0, 9)));  // half a HELLO
+  ASSERT_TRUE(half.send_bytes(
+      frame_bytes(64, u32_bytes(1) + u32_bytes(3) + u32_bytes(88)).substr(0, 9)));  // half a HELLO
   EXPECT_TRUE(silent.wait_closed(60s));
   EXPECT_TRUE(half.wait_closed(60s));
   EXPECT_FALSE(silent.read_reply(1ms).has_value());  // closed without an answer
