@@ -7,7 +7,8 @@
 #
 #   scripts/bench.sh            full run (about 15 minutes on 2 cores, more
 #                               while other work keeps the machine busy);
-#                               plots go to docs/benchmarks/*.png
+#                               plots go to docs/benchmarks/*.png; then the
+#                               noisy-neighbours rows (kbus_bench_noisy)
 #   scripts/bench.sh --quick    a minute or two; plots go to bench/results/
 #   scripts/bench.sh [--quick] --only kbus,zmq --modes default
 #                               any other option goes to bench/run.py (and,
@@ -53,6 +54,15 @@ cmake --build "$BUILD_DIR" -j2 >/dev/null
 
 echo "bench: load average now $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the numbers noisy)" >&2
 /usr/bin/python3 bench/run.py --build "$BUILD_DIR" ${args[@]+"${args[@]}"}
+
+# Noisy neighbours (docs/reliability.md §4): round trips beside a flooder, a
+# client that never reads, half frames and 100 000 bindings, against the
+# same on a quiet bus, in one run per scheduling mode.
+if [ $partial -eq 0 ]; then
+  for mode in "" --pin; do
+    "$BUILD_DIR"/bench/kbus_bench_noisy $mode | grep -v '^RESULT' | tee -a bench/results/latest.txt
+  done
+fi
 
 if [ $partial -eq 1 ]; then
   /usr/bin/python3 bench/plot.py --out bench/results >&2

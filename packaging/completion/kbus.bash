@@ -40,7 +40,7 @@ _kbus_option_value() {
         --exec)
             COMPREPLY=($(compgen -c -- "$cur")); return 0 ;;
         -b|--bus|-k|-kbus|-n|--devices|--count|--timeout|--to|--ready-fd|--mode|-id|-m|-message|\
-        -v|-verbose|-t|--max-*|--abs-max-msg-size|--stall-timeout-ms|--reconnect-max-ms)
+        -v|-verbose|-t|--max-*|--abs-max-msg-size|--stall-timeout-ms|--hello-timeout-ms|--reconnect-max-ms)
             [[ $2 == kbusd && $1 == -v ]] && return 1   # kbusd -v is a flag
             COMPREPLY=(); return 0 ;;
     esac

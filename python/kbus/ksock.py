@@ -365,7 +365,13 @@ class Ksock(object):
                 # kbusd behind it (ECONNREFUSED) is reported the same way.
                 raise OSError(errno.ENOENT, os.strerror(errno.ENOENT),
                               self.name) from None
-            sock.sendall(_hello_frame(bits | _MODE_LAZY_POLLFD))
+            try:
+                sock.sendall(_hello_frame(bits | _MODE_LAZY_POLLFD))
+            except (BrokenPipeError, ConnectionResetError):
+                # kbusd refuses a connection over its per-user limit at
+                # once: it writes the answer to HELLO (EMFILE) and closes,
+                # perhaps before our HELLO went out. Read that answer.
+                pass
             status, payload, fds = self._reply_with_fds(sock)
             for fd in fds:
                 os.close(fd)    # none is expected

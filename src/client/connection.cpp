@@ -102,6 +102,22 @@ Errc errc_from_errno(int err) noexcept {
   }
 }
 
+namespace {
+
+// kbusd refuses a connection over its per-user limit as soon as it accepts
+// it: it writes the answer to our HELLO (an error status) and closes,
+// perhaps before our HELLO went out, which then fails with EPIPE
+// (docs/reliability.md §4). That answer, if it is waiting, is the reason.
+std::optional<Errc> refusal_waiting(int sock) {
+  char buf[8];
+  if (::recv(sock, buf, sizeof buf, MSG_DONTWAIT | MSG_PEEK) != sizeof buf) return std::nullopt;
+  const auto status = static_cast<std::int32_t>(protocol::get_u32(buf + 4));
+  if (protocol::get_u32(buf) != 4 || status >= 0) return std::nullopt;
+  return static_cast<Errc>(-status);
+}
+
+}  // namespace
+
 void Connection::fail_locked(Errc e) noexcept {
   if (broken_ == Errc::ok) broken_ = e;
   for (Slot* s = head_; s != nullptr;) {
@@ -218,7 +234,10 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, st
   protocol::append_request<Op::kHello>(
       hello, {protocol::kVersion, mode | protocol::kModeLazyPollFd, header_len});
   auto r = c->call_frame(hello);
-  if (!r) return r.error() == Errc::econnreset ? Errc::enoent : r.error();
+  if (!r) {
+    if (auto refused = refusal_waiting(c->sock_)) return *refused;
+    return r.error() == Errc::econnreset ? Errc::enoent : r.error();
+  }
   if (r->status < 0) return static_cast<Errc>(-r->status);
   protocol::HelloValue v;
   if (!protocol::decode_reply<Op::kHello>(r->payload, v)) return Errc::eproto;

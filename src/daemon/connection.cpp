@@ -2,9 +2,16 @@
 // back-pressure and closing.
 //
 // What it owns: moving bytes between a client's socket and its Connection's
-// buffers, and the rules about how much:
-//   - reading is bounded per turn (kReadChunk * 4 bytes, kFramesPerTurn
-//     frames); a connection with frames left over goes on the backlog;
+// buffers, and the rules about how much (docs/reliability.md §4,
+// scheduling):
+//   - a connection is served at most once per turn of the loop (serve());
+//     an event for one already served puts it on the ready queue instead;
+//   - one service applies at most kFramesPerTurn frames and
+//     kFrameBytesPerTurn bytes of frames (at least one frame); a
+//     connection with whole frames left over goes on the ready queue;
+//   - input is read only while the buffer holds no whole frame, in
+//     kReadChunk pieces, at most kReadBytesPerTurn per turn: a client
+//     cannot make kbusd buffer more than one frame and a chunk ahead;
 //   - a frame longer than --max-frame-size (64 bytes before HELLO) is a
 //     protocol violation: one log line and the connection is closed;
 //   - a new frame answers a blocked receive early (docs/protocol.md §4.4);
@@ -13,13 +20,17 @@
 //     with SCM_RIGHTS on its first bytes;
 //   - back-pressure (docs/reliability.md §4, D9): above output_high_water
 //     unread bytes the client is not read from; below half of it, it is
-//     again; paused and reading none of its replies for stall_timeout_ms,
-//     it is cut off;
+//     again; a client that has not got back below half within
+//     stall_timeout_ms of pausing is cut off, however much it read
+//     meanwhile (a byte now and then does not keep it alive);
+//   - a connection that has not completed HELLO within hello_timeout_ms of
+//     its accept is closed (check_hello);
 //   - closing only marks the connection (close_connection); Daemon::settle()
 //     CLOSEs its Ksock and frees it at the end of the turn.
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -30,16 +41,46 @@
 
 namespace kbus::daemon {
 
-void Daemon::on_readable(Connection& c) {
-  if (c.reading_paused) return;
-  for (int round = 0; round < 4; ++round) {
+namespace {
+
+// True if `c`'s input holds a whole frame (or a length that will close it):
+// then it is not read from until that is applied.
+bool whole_frame_buffered(const Connection& c, std::uint32_t max_len) {
+  protocol::Frame f;
+  std::size_t used = 0;
+  return protocol::parse_frame(c.in.data(), f, used, max_len) != protocol::Parse::kIncomplete;
+}
+
+}  // namespace
+
+// One connection's share of this turn.
+void Daemon::serve(Connection& c) {
+  if (c.served_turn == turn_) {  // served already: its next share is next turn
+    queue_ready(c);
+    return;
+  }
+  c.served_turn = turn_;
+  c.frames_in_turn = 0;
+  c.frame_bytes_in_turn = 0;
+  c.read_in_turn = 0;
+  if (!c.reading_paused && !read_input(c)) return;
+  process_input(c);
+}
+
+// Reads within the turn's budget - or, once the peer is gone, everything
+// to EOF. On EOF applies every whole frame and closes (returns false).
+bool Daemon::read_input(Connection& c) {
+  const std::uint32_t max_len = c.ksock == 0 ? kMaxHelloFrame : cfg_.max_frame_len;
+  while (c.peer_gone ||
+         (c.read_in_turn < kReadBytesPerTurn && !whole_frame_buffered(c, max_len))) {
     const ssize_t n = ::recv(c.fd.get(), c.in.prepare(kReadChunk), kReadChunk, 0);
-    if (n <= 0) {
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-      if (n < 0) {
-        close_connection(c, "connection error");
-        return;
-      }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n < 0) {
+      close_connection(c, "connection error");
+      return false;
+    }
+    if (n == 0) {
       // EOF: apply every complete frame, then close (= CLOSE of the Ksock).
       c.peer_gone = true;
       process_input(c);
@@ -47,16 +88,18 @@ void Daemon::on_readable(Connection& c) {
         if (!c.in.empty()) log_client(c, "hung up in the middle of a frame");
         close_connection(c, nullptr);
       }
-      return;
+      return false;
     }
     c.in.commit(static_cast<std::size_t>(n));
-    if (static_cast<std::size_t>(n) < kReadChunk) break;
+    c.read_in_turn += static_cast<std::size_t>(n);
+    if (static_cast<std::size_t>(n) < kReadChunk && !c.peer_gone) break;  // drained
   }
-  process_input(c);
+  if (!c.peer_gone) busiest_read_ = std::max<std::uint64_t>(busiest_read_, c.read_in_turn);
+  return true;
 }
 
 void Daemon::process_input(Connection& c) {
-  for (int frames = 0; c.peer_gone || frames < kFramesPerTurn; ++frames) {
+  for (;;) {
     if (c.closed) return;
     if (c.peer_gone) {
       c.out.clear();  // nobody will read the replies
@@ -68,6 +111,13 @@ void Daemon::process_input(Connection& c) {
       paused_since_.emplace(c.id, util::now_ms());
       flush(c);
       update_epoll(c);
+      return;
+    } else if (c.frames_in_turn >= kFramesPerTurn ||
+               c.frame_bytes_in_turn >= kFrameBytesPerTurn) {
+      // Its share of this turn is used: the rest waits for the next one.
+      flush(c);
+      const std::uint32_t max_len = c.ksock == 0 ? kMaxHelloFrame : cfg_.max_frame_len;
+      if (!c.closed && whole_frame_buffered(c, max_len)) queue_ready(c);
       return;
     }
     protocol::Frame f;
@@ -89,12 +139,19 @@ void Daemon::process_input(Connection& c) {
     // The payload stays valid during dispatch: consume() moves no bytes;
     // only the next read (prepare) may.
     c.in.consume(used);
+    if (!c.peer_gone) {
+      ++c.frames_in_turn;
+      c.frame_bytes_in_turn += used;
+      // Tallied apart from the budget, so that the status line shows what
+      // one connection got in one turn however the budget is kept.
+      if (c.tally_turn != turn_) {
+        c.tally_turn = turn_;
+        c.tally_frames = 0;
+      }
+      busiest_frames_ = std::max(busiest_frames_, ++c.tally_frames);
+    }
     answer_wait_early(c);  // docs/protocol.md §4.4
     dispatch(c, f.word, f.payload);
-  }
-  if (!c.closed) {
-    flush(c);
-    backlog_.push_back(c.id);  // more frames may wait: continue next turn
   }
 }
 
@@ -152,7 +209,6 @@ void Daemon::flush(Connection& c) {
       return;
     }
     c.out_off += static_cast<std::size_t>(n);
-    if (c.reading_paused && n > 0) paused_since_[c.id] = util::now_ms();  // it reads: not stalled
   }
   if (c.out_off == c.out.size()) {
     c.out.clear();
@@ -166,7 +222,7 @@ void Daemon::flush(Connection& c) {
   if (c.reading_paused && c.out.size() - c.out_off <= cfg_.output_high_water / 2) {
     c.reading_paused = false;
     paused_since_.erase(c.id);
-    backlog_.push_back(c.id);  // frames may already be buffered
+    queue_ready(c);  // frames may already be buffered
   }
   const bool want_out = c.out_off < c.out.size();
   if (want_out != c.in_epoll_out || was_paused != c.reading_paused) update_epoll(c);
@@ -200,9 +256,10 @@ void Daemon::close_connection(Connection& c, const char* why) {
 }
 
 // docs/reliability.md §4: a client whose replies have piled up past
-// output_high_water is not read from (D9); if it then reads none of them
-// for stall_timeout_ms it is cut off, so that it cannot hold its buffers
-// (and its Ksock's place on the bus) for ever.
+// output_high_water is not read from (D9); if it has not drained them back
+// below half of that within stall_timeout_ms it is cut off, so that it
+// cannot hold its buffers (and its Ksock's place on the bus) for ever -
+// nor by reading a byte now and then.
 int Daemon::check_stalled() {
   if (paused_since_.empty() || cfg_.stall_timeout_ms == 0) return -1;
   const std::int64_t now = util::now_ms();
@@ -222,11 +279,35 @@ int Daemon::check_stalled() {
       continue;
     }
     Connection& c = *it->second;
-    close_connection(c, ("read none of its " + std::to_string(c.out.size() - c.out_off) +
-                         " bytes of replies for " + std::to_string(cfg_.stall_timeout_ms) + " ms")
-                            .c_str());
+    ++stalls_;
+    close_connection(
+        c, ("did not drain its replies within " + std::to_string(cfg_.stall_timeout_ms) +
+            " ms (--stall-timeout-ms): " + std::to_string(c.out.size() - c.out_off) +
+            " bytes still unread, over half of --max-output-buffer")
+               .c_str());
   }
   return static_cast<int>(next);
+}
+
+// docs/reliability.md §4: a connection that has not completed HELLO within
+// hello_timeout_ms of its accept is closed, so that silent connections do
+// not hold descriptors. hello_due_ is in accept order, so due times ascend.
+int Daemon::check_hello() {
+  const std::int64_t now = util::now_ms();
+  while (!hello_due_.empty() && hello_due_.front().first <= now) {
+    const std::uint64_t id = hello_due_.front().second;
+    hello_due_.pop_front();
+    auto it = conns_.find(id);
+    if (it == conns_.end() || it->second->closed || it->second->ksock != 0) continue;
+    Connection& c = *it->second;
+    serve(c);  // a HELLO that has arrived but is not yet applied counts
+    if (c.closed || c.ksock != 0) continue;
+    ++hello_timeouts_;
+    close_connection(c, ("no HELLO within " + std::to_string(cfg_.hello_timeout_ms) +
+                         " ms of connecting (--hello-timeout-ms)")
+                            .c_str());
+  }
+  return hello_due_.empty() ? -1 : static_cast<int>(hello_due_.front().first - now);
 }
 
 }  // namespace kbus::daemon

@@ -31,7 +31,6 @@ struct Connection {
   pid_t pid = 0;
   std::uint32_t uid = 0;    // the peer's, from SO_PEERCRED
   bool counted = false;     // admitted by the UserQuota (released at close)
-  Errc refuse = Errc::ok;   // a limit was reached: HELLO is answered with this
   PollFd poll;
   // A blocked receive (WAITREAD, SENDWAIT, REQUEST, READBATCH with wait):
   // answered when its message is queued, or early by the next frame.
@@ -47,6 +46,15 @@ struct Connection {
   bool in_epoll_out = false;
   bool reading_paused = false;
   bool peer_gone = false;  // EOF seen: apply the buffered frames, then close
+  // Scheduling (docs/reliability.md §4): served at most once per turn of
+  // the loop, within its budget; on the ready queue at most once.
+  bool queued = false;             // on Daemon::ready_
+  std::uint64_t served_turn = 0;   // the last turn it was served in
+  int frames_in_turn = 0;          // frames applied in served_turn
+  std::size_t frame_bytes_in_turn = 0;
+  std::size_t read_in_turn = 0;    // bytes read from its socket in served_turn
+  std::uint64_t tally_turn = 0;    // for the status line: frames applied in
+  std::uint64_t tally_frames = 0;  // tally_turn, counted apart from the budget
   protocol::InputBuffer in;
   std::string out;
   std::size_t out_off = 0;

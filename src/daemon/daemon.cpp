@@ -19,8 +19,16 @@
 //      Ksock is CLOSEd in the core (§7.2), the effects of that are applied,
 //      and only then is its socket closed, so a client that reads to EOF
 //      knows its CLOSE is complete (docs/protocol.md §1).
-//   4. Connections with whole frames still buffered get their next turn
-//      (at most kFramesPerTurn frames each per turn: fairness).
+//   4. The ready queue: connections with whole frames still buffered (or
+//      unpaused) get their next service.
+//
+// Fairness (docs/reliability.md §4): a connection is served at most once
+// per turn - an event for one already served queues it for the next turn,
+// and one already on the ready queue is served there, after the
+// connections that the events name - and each service is bounded
+// (connection.cpp: kFramesPerTurn frames, kFrameBytesPerTurn bytes, input
+// read only while no whole frame is buffered). The ready queue holds a
+// connection at most once.
 #include "daemon/daemon.hpp"
 
 #include <fcntl.h>
@@ -57,9 +65,10 @@ bool mkdir_p(const std::string& dir) {
   return true;
 }
 
-void raise_fd_limit() {
+// Raises the soft descriptor limit as far as allowed; returns it.
+rlim_t raise_fd_limit() {
   rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
   rlimit want = rl;
   want.rlim_max = std::max<rlim_t>(rl.rlim_max, 1u << 20);
   want.rlim_cur = want.rlim_max;
@@ -67,6 +76,8 @@ void raise_fd_limit() {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  return rl.rlim_cur;
 }
 
 }  // namespace
@@ -106,7 +117,13 @@ bool Daemon::start() {
     return false;
   }
   if (!lock_dir()) return false;
-  raise_fd_limit();
+  const rlim_t fds = raise_fd_limit();
+  // docs/decisions.md D26: by default one uid may hold half of kbusd's
+  // descriptors as Ksocks, so that another uid is always served.
+  if (cfg_.max_ksocks_per_user == kPerUserAuto)
+    cfg_.max_ksocks_per_user =
+        static_cast<std::uint32_t>(std::clamp<rlim_t>(fds / 2, 16, UINT32_MAX - 1));
+  quota_ = core::UserQuota(cfg_.max_ksocks_per_user);
   // SIGHUP: the terminal closed: stop as cleanly as on SIGTERM. SIGUSR1:
   // log_status().
   signals_.emplace(std::initializer_list<int>{SIGTERM, SIGINT, SIGHUP, SIGUSR1},
@@ -195,9 +212,10 @@ void Daemon::shutdown(const char* why) {
 int Daemon::run() {
   std::vector<epoll_event> events(256);
   for (;;) {
-    const int stall_ms = check_stalled();
+    ++turn_;
+    const int timer_ms = check_timers();
     settle();
-    const int timeout = backlog_.empty() ? stall_ms : 0;
+    const int timeout = ready_.empty() ? timer_ms : 0;
     const int n =
         ::epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()), timeout);
     if (n < 0) {
@@ -222,15 +240,32 @@ int Daemon::run() {
       on_event(events[i].data.u64, events[i].events);
       settle();
     }
-    // Connections with whole frames still buffered get their next turn.
-    backlog_turn_.swap(backlog_);  // both keep their capacity: no allocation per turn
-    for (std::uint64_t id : backlog_turn_) {
+    // The ready queue, in order; those already served this turn (by an
+    // event above) go back on it for the next one.
+    ready_turn_.swap(ready_);  // both keep their capacity: no allocation per turn
+    for (std::uint64_t id : ready_turn_) {
       auto it = conns_.find(id);
-      if (it != conns_.end() && !it->second->closed) process_input(*it->second);
+      if (it == conns_.end()) continue;
+      it->second->queued = false;
+      if (!it->second->closed) serve(*it->second);
       settle();
     }
-    backlog_turn_.clear();
+    ready_turn_.clear();
   }
+}
+
+void Daemon::queue_ready(Connection& c) {
+  if (c.queued || c.closed) return;
+  c.queued = true;
+  ready_.push_back(c.id);
+}
+
+int Daemon::check_timers() {
+  const int a = check_stalled();
+  const int b = check_hello();
+  if (a < 0) return b;
+  if (b < 0) return a;
+  return std::min(a, b);
 }
 
 void Daemon::on_event(std::uint64_t tag, std::uint32_t events) {
@@ -242,12 +277,13 @@ void Daemon::on_event(std::uint64_t tag, std::uint32_t events) {
   if (it == conns_.end() || it->second->closed) return;
   Connection& c = *it->second;
   if (events & EPOLLOUT) flush(c);
-  if (!c.closed && (events & (EPOLLIN | EPOLLRDHUP))) on_readable(c);
+  // One already on the ready queue is served there, after those that the
+  // events name: a client that was waiting goes before one that is busy.
+  if (!c.closed && (events & (EPOLLIN | EPOLLRDHUP)) && !c.queued) serve(c);
   if (!c.closed && (events & (EPOLLHUP | EPOLLERR))) {
-    // The peer is gone: apply what it sent, then CLOSE its Ksock.
-    if (!c.reading_paused) on_readable(c);
-    if (!c.closed) {
-      c.peer_gone = true;
+    // The peer is gone: apply all it sent, then CLOSE its Ksock.
+    c.peer_gone = true;
+    if (read_input(c)) {
       process_input(c);
       close_connection(c, nullptr);
     }
@@ -314,9 +350,18 @@ void Daemon::log_status() const {
   for (const BusEntry& b : buses_) ksocks += b.by_ksock.size();
   for (const auto& [id, c] : conns_) conns += c->closed ? 0 : 1;
   const ProcessInfo p = process_info();
-  log_line("status: %zu connections, %zu ksocks, %zu buses, %llu fds, rss %llu kB, heap %llu bytes",
-           conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
-           static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes));
+  // The figures of docs/reliability.md §4 follow the first six, which
+  // tools parse by position.
+  log_line(
+      "status: %zu connections, %zu ksocks, %zu buses, %llu fds, rss %llu kB, heap %llu bytes; "
+      "busiest turn of one connection %llu frames, %llu bytes read; refused over "
+      "--max-ksocks-per-user %llu, no HELLO in time %llu, stalled %llu",
+      conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
+      static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes),
+      static_cast<unsigned long long>(busiest_frames_),
+      static_cast<unsigned long long>(busiest_read_),
+      static_cast<unsigned long long>(refused_per_user_),
+      static_cast<unsigned long long>(hello_timeouts_), static_cast<unsigned long long>(stalls_));
 }
 
 }  // namespace kbus::daemon

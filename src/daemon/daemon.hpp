@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,6 +36,10 @@
 
 namespace kbus::daemon {
 
+// --max-ksocks-per-user not given: 1/8 of kbusd's descriptor limit
+// (docs/decisions.md D26).
+constexpr std::uint32_t kPerUserAuto = UINT32_MAX;
+
 struct Config {
   std::uint32_t devices = 1;
   std::string dir;
@@ -43,10 +48,13 @@ struct Config {
   std::size_t output_high_water = 1u << 20;  // stop reading a client above this
   bool log_ops = false;
   // docs/reliability.md §4 (0 = no limit): Ksocks (connections) per user
-  // over all buses; how long a client over output_high_water may go without
-  // reading any of its replies before it is cut off.
-  std::uint32_t max_ksocks_per_user = 0;  // off by default: docs/decisions.md D16
+  // over all buses, counted from accept (kPerUserAuto: derived from the
+  // descriptor limit, docs/decisions.md D26); how long a client over
+  // output_high_water has to drain its replies back below half of it
+  // before it is cut off; how long a new connection has to complete HELLO.
+  std::uint32_t max_ksocks_per_user = kPerUserAuto;
   std::uint32_t stall_timeout_ms = 30000;
+  std::uint32_t hello_timeout_ms = 5000;
   // docs/reliability.md §5: the bus sockets' owner, group and mode, and the
   // user to become once they exist.
   SocketAccess socket_access;
@@ -102,18 +110,26 @@ class Daemon {
   std::string report(bool stats) const;
   void log_status() const;
   void log_client(const Connection& c, const std::string& what) const;
+  // The scheduling of docs/reliability.md §4: each ready connection is
+  // served at most once per turn, within its budget, from a de-duplicated
+  // ready queue.
+  void serve(Connection& c);  // connection.cpp
+  void queue_ready(Connection& c);
+  int check_timers();  // stalls and HELLO timeouts; ms to the next, -1: none
 
   // listener.cpp
   bool add_bus();
   void accept_on(std::uint32_t bus);
+  void refuse_over_quota(util::Fd fd, std::uint32_t bus, pid_t pid, std::uint32_t uid);
 
   // connection.cpp
-  void on_readable(Connection& c);
+  bool read_input(Connection& c);  // false: closed (EOF or error)
   void process_input(Connection& c);
   void flush(Connection& c);
   void update_epoll(Connection& c);
   void close_connection(Connection& c, const char* why);
   int check_stalled();  // cuts off stalled clients; ms to the next check, -1: none
+  int check_hello();    // closes connections silent past hello_timeout_ms; the same
 
   // handlers.cpp
   void dispatch(Connection& c, std::uint32_t op, std::string_view payload);
@@ -169,14 +185,30 @@ class Daemon {
   std::vector<BusEntry> buses_;
   std::uint64_t next_conn_id_ = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
-  std::vector<std::uint64_t> backlog_;       // connections with unprocessed input
-  std::vector<std::uint64_t> backlog_turn_;  // the backlog_ being worked through
-  std::vector<std::uint64_t> closing_;       // closed: CLOSE and free them in settle()
+  std::uint64_t turn_ = 0;                 // turns of the loop so far
+  std::vector<std::uint64_t> ready_;       // connections to serve next turn (no repeats)
+  std::vector<std::uint64_t> ready_turn_;  // the ready_ being worked through
+  std::vector<std::uint64_t> closing_;     // closed: CLOSE and free them in settle()
   // docs/reliability.md §4: connections per peer uid (decided by the core),
-  // and the connections whose reading is paused (checked against
-  // stall_timeout_ms).
+  // the connections whose reading is paused (checked against
+  // stall_timeout_ms) and those that have not said HELLO yet, in accept
+  // order (checked against hello_timeout_ms).
   core::UserQuota quota_;
-  std::map<std::uint64_t, std::int64_t> paused_since_;  // conn id -> ms
+  std::map<std::uint64_t, std::int64_t> paused_since_;            // conn id -> ms
+  std::deque<std::pair<std::int64_t, std::uint64_t>> hello_due_;  // ms, conn id
+  // Refusals over the per-user limit: logged at most once a second, with
+  // the number not logged since.
+  std::int64_t refusal_logged_ms_ = -1;
+  std::uint64_t refusals_unlogged_ = 0;
+  // For the status line (SIGUSR1): the most frames and input bytes one
+  // connection was served in one turn, since the start; connections
+  // refused over the per-user limit, closed for want of HELLO, and cut off
+  // as stalled.
+  std::uint64_t busiest_frames_ = 0;
+  std::uint64_t busiest_read_ = 0;
+  std::uint64_t refused_per_user_ = 0;
+  std::uint64_t hello_timeouts_ = 0;
+  std::uint64_t stalls_ = 0;
 };
 
 }  // namespace kbus::daemon

@@ -151,14 +151,8 @@ void Daemon::hello(Connection& c, std::string_view payload) {
            (a.mode & ~kKnownModes) != 0 ||
            (a.header_len != kHeaderLen64 && a.header_len != kHeaderLen32))
     err = Errc::einval;
-  // docs/reliability.md §4: Ksocks per user (counted at connect) and per
-  // bus (the core refuses with ENFILE).
-  if (err == Errc::ok && c.refuse != Errc::ok) {
-    err = c.refuse;
-    log_client(c, "uid " + std::to_string(c.uid) + " already has " +
-                      std::to_string(quota_.max_per_user()) +
-                      " Ksocks (--max-ksocks-per-user): refused");
-  }
+  // docs/reliability.md §4: Ksocks per bus (the core refuses with ENFILE);
+  // per user they are refused at accept (listener.cpp).
   BusEntry& be = buses_[c.bus];
   if (err == Errc::ok) {
     core::OpenOptions opts;

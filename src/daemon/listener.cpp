@@ -4,8 +4,10 @@
 // by NEWDEVICE, with the access of docs/reliability.md §5), accepting
 // connections on it, and the limits that apply before a connection says
 // anything: the peer's credentials (SO_PEERCRED: pid for the reports, uid
-// for the quota), the per-user quota (core::UserQuota decides; a refused
-// connection is kept just long enough to answer its HELLO with EMFILE), and
+// for the quota), the per-user quota (core::UserQuota decides, counting
+// from accept; a refused connection is answered EMFILE - the answer to the
+// HELLO it is about to send - and closed at once, so it holds nothing), the
+// HELLO deadline of each admitted connection (Daemon::check_hello), and
 // running out of descriptors (a spare one is given up to accept and drop a
 // connection, so the listener does not wake the loop for ever).
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #include "daemon/connection.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/event_tags.hpp"
+#include "util/deadline.hpp"
 
 namespace kbus::daemon {
 
@@ -76,21 +79,21 @@ void Daemon::accept_on(std::uint32_t bus) {
         log_line("bus %u: accept: %s", bus, std::strerror(errno));
       return;
     }
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) cred = ucred{};
+    // docs/reliability.md §4: Ksocks per user, counted from accept so that
+    // connections which never say HELLO count too.
+    if (!quota_.admit(cred.uid)) {
+      refuse_over_quota(std::move(fd), bus, cred.pid, cred.uid);
+      continue;
+    }
     auto c = std::make_unique<Connection>();
     c->id = next_conn_id_++;
     c->bus = bus;
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-      c->pid = cred.pid;
-      c->uid = cred.uid;
-    }
-    // docs/reliability.md §4: Ksocks per user, counted from connect() so
-    // that connections which never say HELLO count too.
-    if (quota_.admit(c->uid))
-      c->counted = true;
-    else
-      c->refuse = Errc::emfile;
+    c->pid = cred.pid;
+    c->uid = cred.uid;
+    c->counted = true;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = kTagConn | c->id;
@@ -100,8 +103,37 @@ void Daemon::accept_on(std::uint32_t bus) {
       continue;
     }
     c->fd = std::move(fd);
+    if (cfg_.hello_timeout_ms != 0)
+      hello_due_.emplace_back(util::now_ms() + cfg_.hello_timeout_ms, c->id);
     conns_.emplace(c->id, std::move(c));
   }
+}
+
+// Answers the HELLO that a connection over the per-user limit is about to
+// send (EMFILE: the client reports it from its open) and closes it at once.
+// If its HELLO is already here, the close resets the connection, but the
+// answer stays readable before that. Logged at most once a second, with the
+// number refused meanwhile.
+void Daemon::refuse_over_quota(util::Fd fd, std::uint32_t bus, pid_t pid, std::uint32_t uid) {
+  std::string out;
+  protocol::append_error(out, EMFILE);
+  (void)::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  fd.reset();
+  ++refused_per_user_;
+  const std::int64_t now = util::now_ms();
+  if (refusal_logged_ms_ >= 0 && now - refusal_logged_ms_ < 1000) {
+    ++refusals_unlogged_;
+    return;
+  }
+  const std::string more = refusals_unlogged_ == 0 ? std::string()
+                                                   : " (and " + std::to_string(refusals_unlogged_) +
+                                                         " more since the last such line)";
+  log_line(
+      "bus %u: connection of pid %d: uid %u already has %u Ksocks (--max-ksocks-per-user): "
+      "refused and closed%s",
+      bus, static_cast<int>(pid), uid, quota_.max_per_user(), more.c_str());
+  refusal_logged_ms_ = now;
+  refusals_unlogged_ = 0;
 }
 
 }  // namespace kbus::daemon

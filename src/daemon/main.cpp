@@ -56,9 +56,14 @@ void add_limit_options(CLI::App& app, kbus::daemon::Config& cfg) {
       ->default_val(cfg.limits.max_ksocks)
       ->group("Limits");
   app.add_option("--max-ksocks-per-user", cfg.max_ksocks_per_user,
-                 "Ksocks (connections) open at once by one uid, all buses together; more are "
-                 "refused with EMFILE (0: no limit)")
-      ->default_val(cfg.max_ksocks_per_user)
+                 "Ksocks (connections) open at once by one uid, all buses together, counted "
+                 "from connect; more are refused with EMFILE and closed at once (0: no limit)")
+      ->default_str("half of kbusd's descriptor limit")
+      ->group("Limits");
+  app.add_option("--hello-timeout-ms", cfg.hello_timeout_ms,
+                 "a connection that has not completed HELLO this long after connecting is "
+                 "closed (with a log line; 0: never)")
+      ->default_val(cfg.hello_timeout_ms)
       ->group("Limits");
   app.add_option("--max-queued-bytes", cfg.limits.max_queued_bytes,
                  "bytes of messages queued for one Ksock at which it counts as full, whatever "
@@ -72,8 +77,9 @@ void add_limit_options(CLI::App& app, kbus::daemon::Config& cfg) {
       ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
       ->group("Limits");
   app.add_option("--stall-timeout-ms", cfg.stall_timeout_ms,
-                 "a client over --max-output-buffer that reads none of its replies for this "
-                 "long is disconnected (with a log line; 0: never)")
+                 "a client over --max-output-buffer that has not read its unread replies back "
+                 "below half of it this long after going over is disconnected, however much it "
+                 "read meanwhile (with a log line; 0: never)")
       ->default_val(cfg.stall_timeout_ms)
       ->group("Limits");
   app.add_option("--max-frame-size", cfg.max_frame_len,
