@@ -239,11 +239,13 @@ def bus_dir_problem(directory):
         st = os.lstat(d)
     except OSError:
         return None     # missing: the open fails with ENOENT
-    try:
-        parent = os.stat(_parent_dir(d))
-    except OSError:
-        parent = None
     euid = os.geteuid()
+    parent = None
+    if st.st_uid not in (euid, 0):  # the parent matters only then
+        try:
+            parent = os.stat(_parent_dir(d))
+        except OSError:
+            pass
     head = 'unsafe bus directory %s: ' % d
     own = 'set KBUS_DIR (kbusd: --dir) to a directory of your own'
     expected = 'root' if euid == 0 else _describe_uid(euid) + ' or root'

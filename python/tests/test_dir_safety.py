@@ -111,8 +111,7 @@ def test_client_never_talks_to_a_daemon_in_an_unsafe_directory(
         base, monkeypatch):
     d = os.path.join(base, 'bus')
     os.mkdir(d, 0o700)
-    proc, why = start_ready(kbusd_path(), ['--dir', d],
-                            stdin=subprocess.DEVNULL)
+    proc, why = start_ready(kbusd_path(), ['--dir', d])
     assert proc is not None, why
     try:
         monkeypatch.setenv('KBUS_DIR', d)
@@ -146,8 +145,7 @@ def test_client_never_talks_to_a_daemon_in_an_unsafe_directory(
 
 def test_kbusd_creates_its_directory_without_write_for_others(base):
     d = os.path.join(base, 'made', 'kbus')
-    proc, why = start_ready(kbusd_path(), ['--dir', d, '--mode', '0660'],
-                            stdin=subprocess.DEVNULL)
+    proc, why = start_ready(kbusd_path(), ['--dir', d, '--mode', '0660'])
     assert proc is not None, why
     try:
         st = os.lstat(d)

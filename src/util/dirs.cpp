@@ -105,9 +105,12 @@ std::string bus_dir_problem(const std::string& dir_in) {
   const std::string dir = strip_slashes(dir_in);
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) return "";  // missing: ENOENT at open
+  const uid_t euid = ::geteuid();
+  // The parent matters only for a directory of another owner.
   struct stat parent {};
-  const bool have_parent = ::stat(parent_dir(dir).c_str(), &parent) == 0;
-  return judge_bus_dir(dir, st, have_parent ? &parent : nullptr, ::geteuid());
+  const bool have_parent = st.st_uid != euid && st.st_uid != 0 &&
+                           ::stat(parent_dir(dir).c_str(), &parent) == 0;
+  return judge_bus_dir(dir, st, have_parent ? &parent : nullptr, euid);
 }
 
 }  // namespace kbus::util
