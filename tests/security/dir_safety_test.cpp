@@ -240,8 +240,13 @@ TEST_F(DirSafetyTest, WritableDirectoryIsRefused) {
   std::string err;
   EXPECT_EQ(open_as(&a, mine, &err).rfind("EPERM kbus open: unsafe bus directory " + mine, 0), 0u);
   EXPECT_TRUE(contains(err, "writable by others (mode 0777)")) << err;
+  // The kbus tool says it too, and what to do.
+  const ProcessResult cli = run_process({kbus_cli_path(), "stats", "-d", mine});
+  EXPECT_EQ(cli.exit_code, 1);
+  EXPECT_TRUE(contains(cli.err, "kbus: unsafe bus directory " + mine)) << cli.err;
+  EXPECT_TRUE(contains(cli.err, "EPERM: refused to use " + mine + "/kbus0")) << cli.err;
   ASSERT_EQ(::chmod(mine.c_str(), 0700), 0);
-  EXPECT_EQ(open_as(&a, mine), "ok 1");  // the refused open never said HELLO
+  EXPECT_EQ(open_as(&a, mine), "ok 1");  // the refused opens never said HELLO
 }
 
 // kbusd as root in a directory its service user owns (/run/kbus after
