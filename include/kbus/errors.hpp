@@ -44,6 +44,7 @@ enum class Errc : int {
   eacces = EACCES,
   enfile = ENFILE,  // a bus already has its maximum of Ksocks open
   emfile = EMFILE,  // this user already has its maximum of Ksocks open
+  eperm = EPERM,    // the bus directory is not safe to use (docs/reliability.md §9)
 };
 
 constexpr int to_errno(Errc e) noexcept { return static_cast<int>(e); }

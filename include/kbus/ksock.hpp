@@ -100,7 +100,11 @@ class KBUS_EXPORT Ksock {
 
   // OPEN (§4.1): connects to `dir`/kbus<bus> (default_bus_dir(bus) if `dir` is
   // empty) and says HELLO. ENOENT if the bus does not exist (including a
-  // negative number, or a socket file with no daemon behind it).
+  // negative number, or a socket file with no daemon behind it). EPERM if
+  // the directory is not safe to use (docs/reliability.md §9: another
+  // user's, writable by others, a symbolic link): nothing is sent there;
+  // the reason is written to stderr ("kbus: unsafe bus directory ...") and
+  // is the what() of open's exception.
   static Ksock open(int bus, Mode mode = Mode::read_write, const std::string& dir = {});
   static Result<Ksock> try_open(int bus, Mode mode = Mode::read_write,
                                 const std::string& dir = {}) noexcept;

@@ -183,6 +183,95 @@ def kbus_dir(which=None):
     return user
 
 
+def _describe_uid(uid):
+    """'uid 1001 (alice)', or 'uid 1001' for a uid with no name."""
+    import pwd
+    try:
+        return 'uid %d (%s)' % (uid, pwd.getpwuid(uid).pw_name)
+    except KeyError:
+        return 'uid %d' % uid
+
+
+def _strip_slashes(d):
+    while len(d) > 1 and d.endswith('/'):
+        d = d[:-1]
+    return d
+
+
+def _parent_dir(d):
+    d = _strip_slashes(d)
+    slash = d.rfind('/')
+    if slash < 0:
+        return '.'
+    if slash == 0:
+        return '/'
+    return _strip_slashes(d[:slash])
+
+
+def _kind_of(mode):
+    import stat
+    if stat.S_ISLNK(mode):
+        return 'a symbolic link'
+    if stat.S_ISREG(mode):
+        return 'a regular file'
+    if stat.S_ISSOCK(mode):
+        return 'a socket'
+    if stat.S_ISFIFO(mode):
+        return 'a FIFO'
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return 'a device'
+    return 'not a directory'
+
+
+def bus_dir_problem(directory):
+    """Whether the bus directory ``directory`` is safe to use
+    (docs/reliability.md section 9): None if it is, or does not exist; else
+    one line naming the path, what was found, what was expected and the fix.
+
+    The rule of src/util/dirs.hpp, which kbusd and the C/C++ clients use,
+    judged on lstat (a symbolic link is never followed): a directory; owned
+    by the effective uid or root, or else held in a parent directory owned
+    by root that nobody else may write to (only root can have made it or
+    handed it over, as /run/kbus to kbusd.service's user); and not writable
+    by its group or others, who could otherwise replace the bus sockets."""
+    import stat
+    d = _strip_slashes(directory)
+    try:
+        st = os.lstat(d)
+    except OSError:
+        return None     # missing: the open fails with ENOENT
+    euid = os.geteuid()
+    parent = None
+    if st.st_uid not in (euid, 0):  # the parent matters only then
+        try:
+            parent = os.stat(_parent_dir(d))
+        except OSError:
+            pass
+    head = 'unsafe bus directory %s: ' % d
+    own = 'set KBUS_DIR (kbusd: --dir) to a directory of your own'
+    expected = 'root' if euid == 0 else _describe_uid(euid) + ' or root'
+    if not stat.S_ISDIR(st.st_mode):
+        return (head + 'it is %s (owner %s), expected a directory owned by '
+                '%s: remove it, or %s'
+                % (_kind_of(st.st_mode), _describe_uid(st.st_uid), expected,
+                   own))
+    writable = stat.S_IWGRP | stat.S_IWOTH
+    if st.st_uid not in (euid, 0):
+        given_by_root = (parent is not None and parent.st_uid == 0 and
+                         not parent.st_mode & writable)
+        if not given_by_root:
+            return (head + 'it is owned by %s, expected %s (or a directory '
+                    'that root made for its owner, in a parent only root may '
+                    'write): remove it, or %s'
+                    % (_describe_uid(st.st_uid), expected, own))
+    if st.st_mode & writable:
+        who = 'others' if st.st_mode & stat.S_IWOTH else 'its group'
+        return (head + 'it is writable by %s (mode 0%o), so they could '
+                'replace the bus sockets: chmod go-w %s, or %s'
+                % (who, st.st_mode & 0o7777, d, own))
+    return None
+
+
 # ioctl numbers of the original, for reference (Ksock.IOC_*).
 _IOC_NRSHIFT = 0
 _IOC_TYPESHIFT = 8
@@ -355,6 +444,12 @@ class Ksock(object):
         self._stash = []             # messages popped by a cancelled wait
         self._maybe_pending = False  # a SEND returned EAGAIN
 
+        # docs/reliability.md section 9: never talk to a daemon in a
+        # directory that someone else could have put it in.
+        directory = os.path.dirname(self.name)
+        problem = bus_dir_problem(directory)
+        if problem is not None:
+            raise PermissionError(errno.EPERM, problem, directory)
         sock = socket.socket(socket.AF_UNIX,
                              socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:

@@ -40,6 +40,13 @@ std::string body(int err, const Context& c) {
       }
       return "the Ksock this Reply is for is not waiting for it (already answered, or not sent "
              "to this Ksock)";
+    case EPERM:
+      if (c.step == Step::kOpen) {
+        return "refused to use " + c.path +
+               ": its directory is not safe (the line above says why and how to fix it; "
+               "docs/reliability.md)";
+      }
+      break;
     case EACCES:
       if (c.step == Step::kOpen) {
         return "not allowed to open " + c.path +

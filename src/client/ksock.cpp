@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -164,10 +165,23 @@ Ksock::Ksock(Ksock&&) noexcept = default;
 Ksock& Ksock::operator=(Ksock&&) noexcept = default;
 Ksock::~Ksock() = default;
 
+namespace {
+// Why this thread's last open was refused with EPERM, for Ksock::open.
+thread_local std::string t_dir_problem;
+}  // namespace
+
 Result<Ksock> Ksock::try_open(int bus, Mode mode, const std::string& dir) noexcept {
   return guarded([&]() -> Result<Ksock> {
     if (bus < 0) return Errc::enoent;
-    std::string path = (dir.empty() ? default_bus_dir(bus) : dir) + "/kbus" + std::to_string(bus);
+    const std::string where = dir.empty() ? default_bus_dir(bus) : dir;
+    // docs/reliability.md §9: never talk to a daemon in a directory that
+    // someone else could have put it in (util/dirs.hpp has the rule).
+    t_dir_problem = client::bus_dir_problem(where);
+    if (!t_dir_problem.empty()) {
+      std::fprintf(stderr, "kbus: %s\n", t_dir_problem.c_str());
+      return Errc::eperm;
+    }
+    std::string path = where + "/kbus" + std::to_string(bus);
     auto c = Connection::open(path, static_cast<std::uint32_t>(mode), kNativeHeaderLen);
     if (!c) return c.error();
     return Ksock(std::move(c.value()));
@@ -175,7 +189,10 @@ Result<Ksock> Ksock::try_open(int bus, Mode mode, const std::string& dir) noexce
 }
 
 Ksock Ksock::open(int bus, Mode mode, const std::string& dir) {
-  return try_open(bus, mode, dir).get("kbus open");
+  auto k = try_open(bus, mode, dir);
+  if (!k.ok() && k.error() == Errc::eperm && !t_dir_problem.empty())
+    throw Error(Errc::eperm, "kbus open: " + t_dir_problem);
+  return std::move(k).get("kbus open");
 }
 
 // The Connection stays until the Ksock is destroyed or assigned to, so that

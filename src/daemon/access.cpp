@@ -4,6 +4,7 @@
 #include "daemon/access.hpp"
 
 #include <grp.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,23 +60,34 @@ std::optional<std::uint32_t> parse_mode(const std::string& octal) {
   return static_cast<std::uint32_t>(*v);
 }
 
-bool apply_socket_access(const std::string& path, const SocketAccess& a) {
-  if (a.owner != static_cast<uid_t>(-1) || a.group != static_cast<gid_t>(-1)) {
-    // After dropping root only the group can still be chosen (the owner is
-    // the daemon's user then): ask for what is possible.
-    const uid_t owner = ::geteuid() == 0 ? a.owner : static_cast<uid_t>(-1);
-    if (::chown(path.c_str(), owner, a.group) != 0) return false;
-  }
-  return ::chmod(path.c_str(), static_cast<mode_t>(a.mode)) == 0;
+bool set_socket_mode(int sock, const SocketAccess& a) {
+  return ::fchmod(sock, static_cast<mode_t>(a.mode)) == 0;
 }
 
-bool drop_privileges(const UserIds& user, gid_t extra_group, const std::string& dir) {
+bool set_socket_owner(int dir_fd, const std::string& name, const SocketAccess& a) {
+  if (a.owner == static_cast<uid_t>(-1) && a.group == static_cast<gid_t>(-1)) return true;
+  // After dropping root only the group can still be chosen (the owner is
+  // the daemon's user then): ask for what is possible.
+  const uid_t owner = ::geteuid() == 0 ? a.owner : static_cast<uid_t>(-1);
+  return ::fchownat(dir_fd, name.c_str(), owner, a.group, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+mode_t directory_mode_for(const SocketAccess& a, uid_t daemon_uid) {
+  mode_t mode = 0700;
+  if ((a.mode & 0070) != 0) mode |= 0010;
+  if ((a.mode & 0007) != 0) mode |= 0001;
+  if (a.owner != static_cast<uid_t>(-1) && a.owner != daemon_uid) mode |= 0001;
+  return mode;
+}
+
+bool drop_privileges(const UserIds& user, gid_t extra_group, int dir_fd, const std::string& dir) {
   if (::geteuid() == user.uid && ::getegid() == user.gid) return true;
   if (::geteuid() != 0) {
     std::fprintf(stderr, "kbusd: --user %s needs root\n", user.name.c_str());
     return false;
   }
-  if (::chown(dir.c_str(), user.uid, user.gid) != 0) {
+  const gid_t dir_group = extra_group != static_cast<gid_t>(-1) ? extra_group : user.gid;
+  if (::fchown(dir_fd, user.uid, dir_group) != 0) {
     std::fprintf(stderr, "kbusd: cannot give %s to %s: %s\n", dir.c_str(), user.name.c_str(),
                  std::strerror(errno));
     return false;

@@ -34,14 +34,27 @@ struct SocketAccess {
   gid_t group = static_cast<gid_t>(-1);
 };
 
-// chmod + chown of one socket file. False (errno set) on failure.
-bool apply_socket_access(const std::string& path, const SocketAccess& a);
+// Everything is set through descriptors, never by path (a path may lead
+// elsewhere by the time it is used: docs/reliability.md §9).
+// The mode of a socket, before bind(): the socket file takes it (less the
+// umask). False (errno set) on failure.
+bool set_socket_mode(int sock, const SocketAccess& a);
+// The owner and group of the socket DIR/`name`, just bound, through the
+// directory's descriptor and without following a link. False (errno set).
+bool set_socket_owner(int dir_fd, const std::string& name, const SocketAccess& a);
 
-// Drops root for good: hands `dir` to the user, keeps `extra_group` (the
-// sockets' group, so later sockets can still be given it) as a
-// supplementary group, then setgid/setuid. Prints the reason and returns
-// false on failure. A daemon already running as that user succeeds without
-// changing anything.
-bool drop_privileges(const UserIds& user, gid_t extra_group, const std::string& dir);
+// The mode kbusd gives a socket directory it creates: 0700, plus search
+// permission (never read or write) for the group and for others when the
+// sockets' mode admits them (and for others when --owner gives the sockets
+// to another user), so that whoever the sockets admit can reach them.
+mode_t directory_mode_for(const SocketAccess& a, uid_t daemon_uid);
+
+// Drops root for good: hands the directory `dir_fd` (named `dir` in
+// messages) to the user, with the sockets' group `extra_group` if there is
+// one (else the user's group), keeps `extra_group` as a supplementary group
+// (so later sockets can still be given it), then setgid/setuid. Prints the
+// reason and returns false on failure. A daemon already running as that
+// user succeeds without changing anything.
+bool drop_privileges(const UserIds& user, gid_t extra_group, int dir_fd, const std::string& dir);
 
 }  // namespace kbus::daemon

@@ -1,7 +1,8 @@
 // daemon/daemon.cpp - the turn: start-up, the event loop, the core's
 // effects and the deferred closes.
 //
-// What it owns: the epoll set, the signal pipe, the directory lock, the
+// What it owns: the epoll set, the signal pipe, the start-up (the
+// directory and its lock are runtime_dir.cpp's), the
 // table of connections and the order of work in one turn of the loop:
 //
 //   1. epoll_wait; for each event: a signal (stop, or SIGUSR1 for a status
@@ -54,17 +55,6 @@ namespace kbus::daemon {
 
 namespace {
 
-bool mkdir_p(const std::string& dir) {
-  std::string cur;
-  for (std::size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || (dir[i] == '/' && i > 0)) {
-      cur = dir.substr(0, i);
-      if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) return false;
-    }
-  }
-  return true;
-}
-
 // Raises the soft descriptor limit as far as allowed; returns it.
 rlim_t raise_fd_limit() {
   rlimit rl{};
@@ -98,8 +88,9 @@ Daemon::Daemon(Config cfg)
 
 Daemon::~Daemon() {
   conns_.clear();  // their descriptors close with them
-  for (auto& b : buses_)
-    if (b.listen_fd) ::unlink(b.path.c_str());
+  for (std::size_t i = 0; i < buses_.size(); ++i)
+    if (buses_[i].listen_fd) dir_.remove_socket("kbus" + std::to_string(i));
+  dir_.unlock();  // a start that failed half-way leaves no lock file either
 }
 
 bool Daemon::start() {
@@ -112,11 +103,13 @@ bool Daemon::start() {
     return false;
   }
   if (cfg_.dir.empty()) cfg_.dir = default_dir();
-  if (!mkdir_p(cfg_.dir)) {
-    log_line("cannot create directory %s: %s", cfg_.dir.c_str(), std::strerror(errno));
+  // docs/reliability.md §9: a directory only we (or root) can write to,
+  // held open; made with only the access the sockets' mode needs.
+  if (!dir_.open(cfg_.dir, directory_mode_for(cfg_.socket_access, ::geteuid()),
+                 cfg_.socket_access.group) ||
+      !dir_.lock())
     return false;
-  }
-  if (!lock_dir()) return false;
+  cfg_.dir = dir_.path();
   const rlim_t fds = raise_fd_limit();
   // docs/decisions.md D26: by default one uid may hold half of kbusd's
   // descriptors as Ksocks, so that another uid is always served.
@@ -144,7 +137,7 @@ bool Daemon::start() {
     if (!add_bus()) return false;
   reserve_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   // docs/reliability.md §5: the sockets exist; root is no longer needed.
-  if (cfg_.run_as && !drop_privileges(*cfg_.run_as, cfg_.socket_access.group, cfg_.dir))
+  if (cfg_.run_as && !drop_privileges(*cfg_.run_as, cfg_.socket_access.group, dir_.fd(), cfg_.dir))
     return false;
   // docs/reliability.md §7: it serves from here on (connections already
   // queue on the listening sockets; run() takes them).
@@ -158,52 +151,17 @@ bool Daemon::start() {
   return true;
 }
 
-// Takes the directory's lock. The lock file is removed at a clean stop, so
-// the file locked may have been unlinked (by the kbusd that just stopped)
-// between our open and our flock: then lock the new one. Bounded: each retry
-// needs another kbusd to have stopped in that moment.
-bool Daemon::lock_dir() {
-  lock_path_ = cfg_.dir + "/.kbusd.lock";
-  for (int attempt = 0;; ++attempt) {
-    lock_fd_.reset(::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (!lock_fd_) {
-      log_line("cannot open %s: %s", lock_path_.c_str(), std::strerror(errno));
-      return false;
-    }
-    if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-      log_line(
-          "another kbusd already serves %s (it holds %s): stop it first, or give this one "
-          "another --dir",
-          cfg_.dir.c_str(), lock_path_.c_str());
-      return false;
-    }
-    struct stat held {};
-    struct stat now {};
-    if (::fstat(lock_fd_.get(), &held) == 0 && ::stat(lock_path_.c_str(), &now) == 0 &&
-        held.st_dev == now.st_dev && held.st_ino == now.st_ino)
-      return true;
-    lock_fd_.reset();
-    if (attempt == 100) {
-      log_line("cannot lock %s: it keeps being replaced", lock_path_.c_str());
-      return false;
-    }
-  }
-}
-
 void Daemon::shutdown(const char* why) {
   readiness_.stopping();
-  for (auto& b : buses_) {
-    if (b.listen_fd) {
-      b.listen_fd.reset();
-      ::unlink(b.path.c_str());
+  for (std::size_t i = 0; i < buses_.size(); ++i) {
+    if (buses_[i].listen_fd) {
+      buses_[i].listen_fd.reset();
+      dir_.remove_socket("kbus" + std::to_string(i));
     }
   }
   // Still holding the lock: a kbusd starting now finds the file gone (or
-  // replaced) and locks a new one (see lock_dir()).
-  if (lock_fd_) {
-    ::unlink(lock_path_.c_str());
-    lock_fd_.reset();
-  }
+  // replaced) and locks a new one (see RuntimeDir::lock()).
+  dir_.unlock();
   std::string removed = cfg_.dir + "/kbus0";
   if (buses_.size() > 1) removed += " .. kbus" + std::to_string(buses_.size() - 1);
   log_line("%s: stopped; removed %s and the lock file", why, removed.c_str());

@@ -30,6 +30,7 @@
 #include "core/user_quota.hpp"
 #include "daemon/access.hpp"
 #include "daemon/readiness.hpp"
+#include "daemon/runtime_dir.hpp"
 #include "protocol/ops.hpp"
 #include "util/fd.hpp"
 #include "util/signals.hpp"
@@ -81,7 +82,8 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Creates the directory, takes its lock, creates the bus sockets, routes
+  // Creates (or opens) and checks the directory (docs/reliability.md §9),
+  // takes its lock, creates the bus sockets, routes
   // SIGTERM/SIGINT/SIGHUP/SIGUSR1 into a signal pipe, drops root (--user),
   // then says where it serves and signals readiness (docs/reliability.md
   // §7). Returns false (after printing the reason, and signalling nothing)
@@ -102,7 +104,6 @@ class Daemon {
   using Handler = void (Daemon::*)(Connection&, BusEntry&, std::string_view);
 
   // daemon.cpp: start-up and shut-down, the turn.
-  bool lock_dir();
   void shutdown(const char* why);  // removes the sockets and the lock file
   void on_event(std::uint64_t tag, std::uint32_t events);
   void apply_effects(BusEntry& b);
@@ -177,8 +178,7 @@ class Daemon {
 
   Config cfg_;
   util::Fd epoll_fd_;
-  util::Fd lock_fd_;
-  std::string lock_path_;
+  RuntimeDir dir_;  // the socket directory, held open, and its lock
   Readiness readiness_;
   util::Fd reserve_fd_;  // given up to accept (and drop) when out of fds
   std::optional<util::SignalPipe> signals_;

@@ -26,29 +26,30 @@
 
 namespace kbus::daemon {
 
-// Creates bus number buses_.size() and its socket DIR/kbusN (replacing a
-// stale socket file: we hold the directory lock, so nobody else serves it).
+// Creates bus number buses_.size() and its socket DIR/kbusN, through the
+// directory held open (runtime_dir.hpp, docs/reliability.md §9): a stale
+// socket file is replaced (we hold the directory lock, so nobody else
+// serves it); anything else named kbusN is left alone and is an error.
 bool Daemon::add_bus() {
   const auto number = static_cast<std::uint32_t>(buses_.size());
   BusEntry b;
   b.bus = std::make_unique<core::Bus>(number, cfg_.limits);
-  b.path = cfg_.dir + "/kbus" + std::to_string(number);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (b.path.size() >= sizeof addr.sun_path) {
-    log_line("socket path too long: %s", b.path.c_str());
+  const std::string name = "kbus" + std::to_string(number);
+  b.path = cfg_.dir + "/" + name;
+  if (b.path.size() >= sizeof(sockaddr_un::sun_path)) {  // clients connect by this path
+    log_line("socket path too long: %s (at most %zu bytes)", b.path.c_str(),
+             sizeof(sockaddr_un::sun_path) - 1);
     return false;
   }
-  std::memcpy(addr.sun_path, b.path.c_str(), b.path.size() + 1);
   util::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     log_line("socket: %s", std::strerror(errno));
     return false;
   }
-  ::unlink(b.path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      !apply_socket_access(b.path, cfg_.socket_access) || ::listen(fd.get(), 512) != 0) {
+  if (!dir_.bind_socket(fd.get(), name, cfg_.socket_access)) return false;
+  if (::listen(fd.get(), 512) != 0) {
     log_line("cannot serve %s: %s", b.path.c_str(), std::strerror(errno));
+    dir_.remove_socket(name);
     return false;
   }
   epoll_event ev{};

@@ -7,9 +7,11 @@
 // sleeping.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -178,6 +180,24 @@ TEST_F(CApiTest, KmsgExitCodes) {
   // No such bus.
   EXPECT_EQ(run({KMSG_PATH, "--bus", "9", "listen", "$.A"}).exit_code, 10);
   EXPECT_EQ(run({KMSG_PATH, "--bus", "9", "send", "$.A", "s", "x"}).exit_code, 20);
+}
+
+// docs/reliability.md §9: a directory others may write to is refused before
+// connecting: kbus_ksock_open returns -EPERM and the library says why on
+// stderr (the program itself can only print strerror).
+TEST_F(CApiTest, UnsafeBusDirectoryIsRefusedWithEperm) {
+  ASSERT_EQ(::chmod(daemon_.dir().c_str(), 0777), 0);
+  const ProcessResult r = run({KMSG_PATH, "send", "$.A", "s", "x"});
+  ASSERT_EQ(::chmod(daemon_.dir().c_str(), 0700), 0);
+  EXPECT_EQ(r.exit_code, 20);
+  EXPECT_NE(r.out.find("Cannot open KBUS 0: " + std::string(std::strerror(EPERM))),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.err.find("kbus: unsafe bus directory " + daemon_.dir() +
+                       ": it is writable by others (mode 0777)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(run({KMSG_PATH, "send", "$.A", "s", "x"}).exit_code, 0);  // fixed: it opens
 }
 
 // ---- kspeed ----

@@ -35,10 +35,15 @@ class AccessTest : public ::testing::Test {
     if (!users) GTEST_SKIP() << why;
     a = users->first;
     b = users->second;
-    dir = make_public_dir();
+    // A directory in a parent only root may write, as /run/kbus is in /run:
+    // handed to --user, it is still trusted by every client
+    // (docs/reliability.md §9).
+    top = make_public_dir();
+    dir = top + "/run";
+    ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
   }
   void TearDown() override {
-    if (!dir.empty()) std::filesystem::remove_all(dir);
+    if (!top.empty()) std::filesystem::remove_all(top);
   }
 
   // Opens bus `bus` of `dir` as user `u` in a child; "ok <id>" or the errno name.
@@ -60,7 +65,7 @@ class AccessTest : public ::testing::Test {
   }
 
   TestUser a, b;
-  std::string dir;
+  std::string top, dir;
 };
 
 std::string proc_status_field(pid_t pid, const std::string& field) {
