@@ -16,7 +16,11 @@
 //     again; paused and reading none of its replies for stall_timeout_ms,
 //     it is cut off;
 //   - closing only marks the connection (close_connection); Daemon::settle()
-//     CLOSEs its Ksock and frees it at the end of the turn.
+//     CLOSEs its Ksock and frees it at the end of the turn;
+//   - its buffers are charged to its peer's uid (docs/decisions.md D25): a
+//     partial frame growing past kFreeInput bytes that the user's budget
+//     cannot pay for closes the connection, with a log line; unread
+//     replies are charged whatever the budget (they are owed).
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -29,6 +33,11 @@
 #include "util/deadline.hpp"
 
 namespace kbus::daemon {
+
+namespace {
+// docs/decisions.md D25: partial input a user over its budget may still hold.
+constexpr std::uint64_t kFreeInput = 64 * 1024;
+}  // namespace
 
 void Daemon::on_readable(Connection& c) {
   if (c.reading_paused) return;
@@ -51,6 +60,18 @@ void Daemon::on_readable(Connection& c) {
     }
     c.in.commit(static_cast<std::size_t>(n));
     if (static_cast<std::size_t>(n) < kReadChunk) break;
+  }
+  if (!charge_input(c)) {
+    const std::uint64_t budget = ledger_.budget(c.uid);
+    const bool user = budget != 0 && ledger_.used(c.uid) + c.in.size() - c.charged_in > budget;
+    log_client(c, "uid " + std::to_string(c.uid) + " holds " + std::to_string(ledger_.used(c.uid)) +
+                      " bytes and cannot pay for a partial frame of " +
+                      std::to_string(c.in.size()) + " bytes (" +
+                      (user ? "--max-bytes-per-user " + std::to_string(budget)
+                            : "--max-bytes-total " + std::to_string(ledger_.limits().total)) +
+                      ")");
+    close_connection(c, "over its memory budget");
+    return;
   }
   process_input(c);
 }
@@ -78,6 +99,7 @@ void Daemon::process_input(Connection& c) {
     if (r == protocol::Parse::kIncomplete) {
       flush(c);
       c.in.shrink_if_idle(1u << 20);
+      charge_input(c);  // it only shrank
       return;
     }
     if (r == protocol::Parse::kBadLength) {
@@ -94,8 +116,27 @@ void Daemon::process_input(Connection& c) {
   }
   if (!c.closed) {
     flush(c);
+    charge_input(c);  // it only shrank
     backlog_.push_back(c.id);  // more frames may wait: continue next turn
   }
+}
+
+// docs/decisions.md D25. Partial frames up to kFreeInput bytes are always
+// allowed: a user over its budget can still send the requests (NEXTREAD,
+// UNBIND, CLOSE...) that bring it back under.
+bool Daemon::charge_input(Connection& c) {
+  if (c.closed) return true;
+  return ledger_.try_adjust(c.uid, core::Charge::kInput, c.charged_in, c.in.size(), kFreeInput);
+}
+
+void Daemon::charge_output(Connection& c) {
+  if (c.closed) return;
+  ledger_.adjust(c.uid, core::Charge::kOutput, c.charged_out, c.out.size() - c.out_off);
+}
+
+void Daemon::release_buffers(Connection& c) {
+  ledger_.adjust(c.uid, core::Charge::kInput, c.charged_in, 0);
+  ledger_.adjust(c.uid, core::Charge::kOutput, c.charged_out, 0);
 }
 
 namespace {
@@ -168,6 +209,7 @@ void Daemon::flush(Connection& c) {
     paused_since_.erase(c.id);
     backlog_.push_back(c.id);  // frames may already be buffered
   }
+  charge_output(c);
   const bool want_out = c.out_off < c.out.size();
   if (want_out != c.in_epoll_out || was_paused != c.reading_paused) update_epoll(c);
 }
@@ -197,6 +239,7 @@ void Daemon::close_connection(Connection& c, const char* why) {
   c.out.clear();
   c.out_off = 0;
   c.fd_at.clear();
+  release_buffers(c);
 }
 
 // docs/reliability.md §4: a client whose replies have piled up past

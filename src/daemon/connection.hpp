@@ -47,6 +47,9 @@ struct Connection {
   bool in_epoll_out = false;
   bool reading_paused = false;
   bool peer_gone = false;  // EOF seen: apply the buffered frames, then close
+  // Bytes of `in` and of unread `out` charged to uid (docs/decisions.md D25).
+  std::uint64_t charged_in = 0;
+  std::uint64_t charged_out = 0;
   protocol::InputBuffer in;
   std::string out;
   std::size_t out_off = 0;

@@ -83,7 +83,8 @@ void log_line(const char* fmt, ...) {
 std::string default_dir() { return util::default_bus_dir(); }
 
 Daemon::Daemon(Config cfg)
-    : cfg_(std::move(cfg)), readiness_(cfg_.ready_fd), quota_(cfg_.max_ksocks_per_user) {}
+    : cfg_(std::move(cfg)), readiness_(cfg_.ready_fd), quota_(cfg_.max_ksocks_per_user),
+      ledger_(cfg_.ledger) {}
 
 Daemon::~Daemon() {
   conns_.clear();  // their descriptors close with them

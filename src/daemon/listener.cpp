@@ -28,7 +28,7 @@ namespace kbus::daemon {
 bool Daemon::add_bus() {
   const auto number = static_cast<std::uint32_t>(buses_.size());
   BusEntry b;
-  b.bus = std::make_unique<core::Bus>(number, cfg_.limits);
+  b.bus = std::make_unique<core::Bus>(number, cfg_.limits, &ledger_);
   b.path = cfg_.dir + "/kbus" + std::to_string(number);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;

@@ -79,7 +79,40 @@ int main(int argc, char** argv) {
       ->default_val(cfg.max_frame_len)
       ->check(CLI::Range(1024u, 64u << 20))
       ->group("Limits");
+  // Budgets (docs/reliability.md §4, docs/decisions.md D25).
+  std::string privileged_group;
+  app.add_option("--max-bytes-per-user", cfg.ledger.per_user,
+                 "bytes kbusd may hold on behalf of one uid (queued messages, bindings, "
+                 "outstanding requests, buffers); beyond it sends to its Ksocks find them full, "
+                 "its Requests fail ENOLCK, its binds ENOMEM (0: no limit)")
+      ->default_val(cfg.ledger.per_user)
+      ->group("Limits");
+  app.add_option("--max-bytes-total", cfg.ledger.total,
+                 "bytes kbusd may hold for all users together; beyond it ordinary users are "
+                 "refused as at --max-bytes-per-user (0: no limit)")
+      ->default_val(cfg.ledger.total)
+      ->group("Limits");
+  app.add_option("--max-bytes-privileged", cfg.ledger.per_privileged,
+                 "the budget of root and of --privileged-group members, who are never refused "
+                 "for --max-bytes-total (0: no limit)")
+      ->default_val(cfg.ledger.per_privileged)
+      ->group("Limits");
+  app.add_option("--privileged-group", privileged_group,
+                 "members of this group (name or gid) get --max-bytes-privileged")
+      ->group("Limits");
+  app.add_option("--max-bindings-per-ksock", cfg.limits.max_bindings_per_ksock,
+                 "bindings one Ksock may hold; BIND beyond it fails with ENOMEM (0: no limit)")
+      ->default_val(cfg.limits.max_bindings_per_ksock)
+      ->group("Limits");
   CLI11_PARSE(app, argc, argv);
+  if (!privileged_group.empty()) {
+    cfg.privileged_group = kbus::daemon::lookup_group(privileged_group);
+    if (!cfg.privileged_group) {
+      std::fprintf(stderr, "kbusd: --privileged-group: no such group: %s\n",
+                   privileged_group.c_str());
+      return 2;
+    }
+  }
 
   const auto bits = kbus::daemon::parse_mode(mode);
   if (!bits) {

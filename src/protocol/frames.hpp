@@ -51,6 +51,8 @@ enum class Op : std::uint32_t {
   kSendBatch = 74,
   kReadBatch = 75,
   kPollFd = 76,
+  kBindingsPart = 77,
+  kStatsPart = 78,
 };
 
 // HELLO mode bits.
