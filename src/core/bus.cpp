@@ -457,7 +457,10 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
     // it with WANT_YOU_TO_REPLY and still owes the answer) may reply.
     auto holder = owed_index_.find({h.in_reply_to, h.to});
     if (holder == owed_index_.end() || holder->second != sender.id) return Errc::econnrefused;
-    if (full_for_reply(*addressee) || over_budget(*addressee, bytes)) return when_full;
+    // §5.1: the Reply uses the slot its Request reserved, and the room the
+    // requester paid for it (docs/decisions.md D25).
+    if (full_for_reply(*addressee) || over_budget(*addressee, bytes - std::min(bytes, kRequestCost)))
+      return when_full;
   }
   Ksock* replier_ksock = nullptr;
   if (replier) {  // step 12
