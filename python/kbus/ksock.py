@@ -1047,7 +1047,7 @@ class Ksock(object):
         pieces = [m.to_bytes() for m in messages]
         for i, b in enumerate(pieces + [None]):
             if b is None or (batch and size + 4 + len(b) > _MAX_PAYLOAD):
-                if batch:
+                while batch:
                     status, payload = self._send_batch(batch)
                     count = _U32.unpack_from(payload)[0]
                     for j in range(count):
@@ -1057,6 +1057,11 @@ class Ksock(object):
                         e = _error(status)
                         e.ids = ids
                         raise e
+                    if count == 0 or count > len(batch):
+                        raise OSError(errno.EPROTO, 'bad SENDBATCH reply')
+                    # docs/protocol.md §4.6: kbusd bounds one frame's work
+                    # and leaves the rest to be sent again.
+                    batch = batch[count:]
                 batch = []
                 size = 0
             if b is not None:
