@@ -80,7 +80,8 @@ namespace {
 std::uint64_t entry_bytes(const MessageBody& body) {
   return 88 + body.name().size() + body.data().size();
 }
-std::uint64_t binding_bytes(std::string_view name) { return kBindingCost + name.size(); }
+// The name is kept twice: in the binding and as its index's key.
+std::uint64_t binding_bytes(std::string_view name) { return kBindingCost + 2 * name.size(); }
 }  // namespace
 
 bool Bus::over_budget(const Ksock& k, std::uint64_t bytes) const {

@@ -149,7 +149,7 @@ TEST_F(BusLedger, AReplyTheRequesterCannotPayForFailsAsForAFullQueueAndTheAnswer
 TEST_F(BusLedger, BindingsArePaidForAndLimitedPerKsock) {
   BusLimits l;
   l.max_bindings_per_ksock = 3;
-  Ledger small({3 * (kBindingCost + 10) + 5, 0, 0});
+  Ledger small({3 * (kBindingCost + 2 * 10) + 5, 0, 0});
   Bus b(0, l, &small);
   OpenOptions o;
   o.uid = kAlice;
@@ -158,7 +158,7 @@ TEST_F(BusLedger, BindingsArePaidForAndLimitedPerKsock) {
   EXPECT_EQ(b.binding_count(k), 3u);
   EXPECT_EQ(b.bind(k, 0, "$.Name.04").error(), Errc::enomem);   // 3 per Ksock
   EXPECT_EQ(b.bind(k2, 0, "$.Name.04").error(), Errc::enomem);  // Alice's budget
-  EXPECT_EQ(small.used(kAlice, Charge::kBindings), 3 * (kBindingCost + 9));
+  EXPECT_EQ(small.used(kAlice, Charge::kBindings), 3 * (kBindingCost + 2 * 9));
   ASSERT_TRUE(b.unbind(k, 0, "$.Name.02").ok());
   EXPECT_TRUE(b.bind(k2, 0, "$.Name.04").ok());
   b.close(k);

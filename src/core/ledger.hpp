@@ -8,7 +8,7 @@
 //              holds it unread (the receiver);
 //   kSetAside  a set-aside unbind event (§8.4): to the listener's uid;
 //   kRequests  an outstanding Request (§4.7): kRequestCost to the requester;
-//   kBindings  a binding: kBindingCost + its name, to the binder;
+//   kBindings  a binding: kBindingCost + twice its name, to the binder;
 //   kInput     a connection's partial input frame: to the peer's uid;
 //   kOutput    a connection's unread replies (report replies among them).
 //
