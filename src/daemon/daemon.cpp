@@ -315,9 +315,17 @@ void Daemon::log_status() const {
   for (const BusEntry& b : buses_) ksocks += b.by_ksock.size();
   for (const auto& [id, c] : conns_) conns += c->closed ? 0 : 1;
   const ProcessInfo p = process_info();
-  log_line("status: %zu connections, %zu ksocks, %zu buses, %llu fds, rss %llu kB, heap %llu bytes",
-           conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
-           static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes));
+  using core::Charge;
+  auto held = [&](Charge c) { return static_cast<unsigned long long>(ledger_.total(c)); };
+  log_line(
+      "status: %zu connections, %zu ksocks, %zu buses, %llu fds, rss %llu kB, heap %llu bytes, "
+      "held %llu bytes for %zu users (queued %llu, set aside %llu, requests %llu, bindings "
+      "%llu, input %llu, output %llu)",
+      conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
+      static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes),
+      static_cast<unsigned long long>(ledger_.total()), ledger_.users(), held(Charge::kQueued),
+      held(Charge::kSetAside), held(Charge::kRequests), held(Charge::kBindings),
+      held(Charge::kInput), held(Charge::kOutput));
 }
 
 }  // namespace kbus::daemon

@@ -80,6 +80,19 @@ class AccountingTest : public ::testing::Test {
       EXPECT_EQ(m->hdr.in_reply_to, id) << when;
     }
   }
+  // What kbusd's ledger holds in all (the status line's "held N bytes").
+  long long held() {
+    (void)daemon->status();
+    const std::string log = daemon->log();
+    const std::size_t at = log.rfind(", held ");
+    if (at == std::string::npos) return -1;
+    return std::stoll(log.substr(at + 7));
+  }
+  // Once the hostile user is gone, nothing is charged but the pair's own.
+  void released() {
+    EXPECT_TRUE(eventually([&] { return held() >= 0 && held() < 64 * 1024; }))
+        << "still held: " << held();
+  }
   // kbusd holds at most the hostile user's budget, plus slack for the
   // allocator and the tables' own size.
   void bounded(const char* when) {
@@ -122,6 +135,7 @@ TEST_F(AccountingTest, ListenersThatNeverReadAreHeldToTheirUsersBudget) {
   served("during");
   listeners.tell("done");
   EXPECT_EQ(listeners.wait(), 0);
+  released();
   served("after");
 }
 
@@ -159,6 +173,7 @@ TEST_F(AccountingTest, PartialFramesAreChargedAndOverBudgetConnectionsAreClosed)
   EXPECT_LT(value("fds") - fds_before, 100);
   partial.tell("done");
   EXPECT_EQ(partial.wait(), 0);
+  released();
   served("after");
 }
 
@@ -195,6 +210,7 @@ TEST_F(AccountingTest, UnansweredRequestsAreBoundedByTheBudget) {
   served("during");
   hoarder.tell("done");
   EXPECT_EQ(hoarder.wait(), 0);
+  released();
   served("after");
 }
 
@@ -256,6 +272,7 @@ TEST_F(AccountingTest, BindingsAreBoundedAndTheReportIsStillComplete) {
   bounded("after a BINDINGS report");
   binder.tell("done");
   EXPECT_EQ(binder.wait(), 0);
+  released();
   served("after");
 }
 
@@ -288,6 +305,7 @@ TEST_F(AccountingTest, ABatchToANameBoundThousandsOfTimesIsSentInBoundedFrames) 
   bounded("after the batch");
   fan.tell("done");
   EXPECT_EQ(fan.wait(), 0);
+  released();
 }
 
 }  // namespace
