@@ -15,21 +15,21 @@ std::uint64_t BindingTable::add(std::uint32_t ksock, bool replier, std::string_v
   b.name = std::string(name);
   b.cls = name_class(name);
   std::string key(binding_prefix(name));
-  if (replier) {
-    assert(reply_by_string_.find(name) == reply_by_string_.end());
-    reply_by_string_.emplace(b.name, seq);
-    if (b.cls == NameClass::kPercent) reply_percent_[key] = seq;
-    if (b.cls == NameClass::kStar) reply_star_[key] = seq;
-  } else {
-    switch (b.cls) {
-      case NameClass::kSpecific: listen_exact_[key].insert(seq); break;
-      case NameClass::kPercent: listen_percent_[key].insert(seq); break;
-      case NameClass::kStar: listen_star_[key].insert(seq); break;
-    }
-  }
   auto [at, inserted] = all_.emplace(seq, std::move(b));
   assert(inserted);
   const Binding& kept = at->second;
+  if (replier) {
+    assert(reply_by_string_.find(name) == reply_by_string_.end());
+    reply_by_string_.emplace(kept.name, seq);
+    if (kept.cls == NameClass::kPercent) reply_percent_[key] = seq;
+    if (kept.cls == NameClass::kStar) reply_star_[key] = seq;
+  } else {
+    switch (kept.cls) {
+      case NameClass::kSpecific: listen_exact_[key].emplace(seq, &kept); break;
+      case NameClass::kPercent: listen_percent_[key].emplace(seq, &kept); break;
+      case NameClass::kStar: listen_star_[key].emplace(seq, &kept); break;
+    }
+  }
   by_ksock_.emplace(kept.ksock, kept.replier, std::string_view(kept.name), seq);
   return seq;
 }
@@ -117,7 +117,7 @@ void BindingTable::matching_listeners(std::string_view msg_name,
   auto add_all = [&](const NameMap<Seqs>& m, std::string_view key) {
     auto it = m.find(key);
     if (it == m.end()) return;
-    for (std::uint64_t s : it->second) out.push_back(find(s));
+    for (const auto& [seq, b] : it->second) out.push_back(b);
   };
   if (!listen_exact_.empty()) add_all(listen_exact_, msg_name);  // skips hashing the name
   const std::size_t last_dot = msg_name.rfind('.');

@@ -69,7 +69,9 @@ class BindingTable {
   std::map<std::uint64_t, Binding> all_;
   // Listener indexes: key = exact name, or wildcard prefix P (ending in '.').
   // Sets, so that removing one of many bindings of a name is O(log n).
-  using Seqs = std::set<std::uint64_t>;
+  // Each maps the binding's sequence number to the binding (a node of all_:
+  // it does not move), so that matching looks nothing up.
+  using Seqs = std::map<std::uint64_t, const Binding*>;
   NameMap<Seqs> listen_exact_;
   NameMap<Seqs> listen_percent_;
   NameMap<Seqs> listen_star_;

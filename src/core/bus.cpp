@@ -487,8 +487,10 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
     sender.outstanding_max =
         std::max(sender.outstanding_max, static_cast<std::uint32_t>(sender.outstanding.size()));
   }
+  Ksock* l_at = nullptr;  // the Ksock of the previous binding: often the same
   for (const Binding* b : listeners) {
-    Ksock& l = ks(b->ksock);
+    if (l_at == nullptr || l_at->id != b->ksock) l_at = &ks(b->ksock);
+    Ksock& l = *l_at;
     // Without ALL_OR_*, a full listener silently gets nothing (judged at each push).
     if (!all_or_wait && !all_or_fail && (full(l) || over_budget(l, bytes))) continue;
     push(l, h, out.body, PushKind::kListener, b->seq);

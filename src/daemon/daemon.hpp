@@ -178,7 +178,7 @@ class Daemon {
   static constexpr std::size_t kReportPartMax = 64 * 1024;
   // docs/reliability.md §4: queue insertions one SENDBATCH frame may cause
   // before its remaining messages are left for the client to send again.
-  static constexpr std::uint64_t kBatchFanoutPerFrame = 64 * 1024;
+  static constexpr std::uint64_t kBatchFanoutPerFrame = 16 * 1024;
   void log_refused_bind(const Connection& c, core::Bus& bus);
 
   Config cfg_;

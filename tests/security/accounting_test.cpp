@@ -277,7 +277,7 @@ TEST_F(AccountingTest, BindingsAreBoundedAndTheReportIsStillComplete) {
 }
 
 // One SENDBATCH of 1 MiB of messages to a name bound 4000 times: kbusd
-// does at most 64 Ki queue insertions per frame and the client sends the
+// offers the messages of one frame to at most 16 Ki recipients and the client sends the
 // rest in later frames; every message is sent, in order, and the other
 // pair is served meanwhile.
 TEST_F(AccountingTest, ABatchToANameBoundThousandsOfTimesIsSentInBoundedFrames) {
