@@ -111,6 +111,24 @@ void Bus::sync_queue(Ksock& k) {
   if (ledger_) ledger_->adjust(k.uid, Charge::kQueued, k.charged_queue, k.queue.bytes());
 }
 
+std::uint64_t Bus::writing_bytes(const Ksock& k) {
+  std::uint64_t n = 0;
+  if (k.writer.started() && !k.writer.pointy())
+    n += 88 + std::uint64_t{k.writer.name_len()} + k.writer.data_len();
+  if (k.sending) n += entry_bytes(k.pending.body);
+  return n;
+}
+
+void Bus::sync_writing(Ksock& k) {
+  if (ledger_) ledger_->adjust(k.uid, Charge::kWriting, k.charged_writing, writing_bytes(k));
+}
+
+// While a message is delivered its writer pays nothing for it, so that a
+// user sending to its own Ksocks is not charged twice for one message.
+void Bus::unhold_writing(Ksock& k) {
+  if (ledger_) ledger_->adjust(k.uid, Charge::kWriting, k.charged_writing, 0);
+}
+
 void Bus::sync_requests(Ksock& k) {
   if (ledger_)
     ledger_->adjust(k.uid, Charge::kRequests, k.charged_requests,
@@ -133,7 +151,9 @@ void Bus::release_all(Ksock& k) {
   ledger_->release(k.uid, Charge::kSetAside, k.charged_set_aside);
   ledger_->release(k.uid, Charge::kRequests, k.charged_requests);
   ledger_->release(k.uid, Charge::kBindings, k.charged_bindings);
+  ledger_->release(k.uid, Charge::kWriting, k.charged_writing);
   k.charged_queue = k.charged_set_aside = k.charged_requests = k.charged_bindings = 0;
+  k.charged_writing = 0;
 }
 
 void Bus::touch(KsockId k) {
@@ -336,7 +356,20 @@ Result<std::uint32_t> Bus::write(KsockId id, std::string_view bytes) {
   if (!k.can_write) return Errc::ebadf;
   if (k.sending) return Errc::ealready;  // §4.2-1, §14-2: nothing changes
   k.completed_pending = false;
-  if (auto r = k.writer.write(bytes, max_msg_size_); !r) return r.error();
+  if (auto r = k.writer.write(bytes, max_msg_size_); !r) {
+    sync_writing(k);
+    return r.error();
+  }
+  // docs/decisions.md D25: the writer's user pays for the message it
+  // writes; one beyond kFreeWriting bytes it cannot pay for is dropped,
+  // ENOMEM (§4.5). Smaller ones are always taken, so that SEND's own rules
+  // (ENOLCK, a full recipient) decide about them.
+  if (ledger_ && !ledger_->try_adjust(k.uid, Charge::kWriting, k.charged_writing,
+                                      writing_bytes(k), kFreeWriting)) {
+    k.writer.reset();
+    sync_writing(k);
+    return Errc::enomem;
+  }
   return static_cast<std::uint32_t>(bytes.size());
 }
 
@@ -350,15 +383,24 @@ void Bus::discard(KsockId id) {
     pending_senders_.erase(id);
     touch(id);
   }
+  sync_writing(k);
   after_op();
 }
 
 SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload) {
   Ksock& k = ks(id);
+  SendOutcome r = send_message(k, pointy_payload);
+  sync_writing(k);
+  return r;
+}
+
+SendOutcome Bus::send_message(Ksock& k, std::optional<std::string_view> pointy_payload) {
+  const KsockId id = k.id;
   if (k.sending) {
     // §5.5-2: a retry re-runs §5.2 without a new id (ENOLCK check included).
     if ((k.pending.hdr.flags & flag::kWantAReply) && (full(k) || over_budget(k, kRequestCost)))
       return finish_send(k, Errc::enolck, k.pending.hdr.id);
+    unhold_writing(k);  // its recipients pay for it now (send() charges it again if it waits)
     return finish_send(k, deliver(k, k.pending), k.pending.hdr.id);
   }
   if (!k.writer.started()) {  // §5.2-1
@@ -396,6 +438,7 @@ SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload
   k.pending_part = k.writer.part();
   k.pending_pos = k.writer.part_pos();
   k.writer.reset();
+  unhold_writing(k);  // its recipients pay for it now
   // §5.2-5: a Request needs a reply slot in the sender's own queue, and
   // its user must pay for it (docs/decisions.md D25).
   if ((out.hdr.flags & flag::kWantAReply) && (full(k) || over_budget(k, kRequestCost)))
@@ -565,11 +608,16 @@ void Bus::retry_pending_sends() {
     auto it = ksocks_.find(id);
     if (it == ksocks_.end() || !it->second->sending) continue;
     Ksock& k = *it->second;
+    unhold_writing(k);  // its recipients pay for it now
     const Errc e = deliver(k, k.pending);
-    if (e == Errc::eagain) continue;
+    if (e == Errc::eagain) {
+      sync_writing(k);  // still waiting: its writer pays again
+      continue;
+    }
     const Outgoing out = std::move(k.pending);
     k.pending = {};
     k.sending = false;
+    sync_writing(k);
     pending_senders_.erase(id);
     touch(id);
     k.completed_pending = true;
@@ -1015,6 +1063,7 @@ void Bus::check_invariants() const {
       KBUS_CHECK(k.charged_set_aside == aside_bytes);
       KBUS_CHECK(k.charged_requests == k.outstanding.size() * kRequestCost);
       KBUS_CHECK(k.charged_bindings == binding_charge);
+      KBUS_CHECK(k.charged_writing == writing_bytes(k));
     }
     KBUS_CHECK(k.outstanding.size() <= k.outstanding_size);
   }

@@ -224,7 +224,7 @@ class Bus {
     // What this Ksock has charged to the ledger, for its uid, by kind.
     std::uint32_t uid = 0;
     std::uint64_t charged_queue = 0, charged_set_aside = 0, charged_requests = 0,
-                  charged_bindings = 0;
+                  charged_bindings = 0, charged_writing = 0;
   };
   enum class PushKind { kListener, kReplier, kSender };
   struct SetAsideEntry {
@@ -249,6 +249,12 @@ class Bus {
   // Bring k's charges up to date with its queue and outstanding requests.
   void sync_queue(Ksock& k);
   void sync_requests(Ksock& k);
+  // The message k is writing (its name and data, once the header says how
+  // long) and the one it waits to send (§5.5).
+  static std::uint64_t writing_bytes(const Ksock& k);
+  void sync_writing(Ksock& k);
+  void unhold_writing(Ksock& k);
+  SendOutcome send_message(Ksock& k, std::optional<std::string_view> pointy_payload);
   void add_set_aside(Ksock& k, SetAsideEntry e);
   void release_all(Ksock& k);
   void touch(KsockId k);

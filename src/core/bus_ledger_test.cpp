@@ -227,6 +227,32 @@ TEST_F(BusLedger, SetAsideEventsAreChargedEvenOverBudget) {
   EXPECT_EQ(receive_one(bus, watcher).name, status_name::kReplierBindEvent);
 }
 
+// §4.2, §4.5: a message being written is charged to its writer once its
+// header says how long it is; one larger than kFreeWriting its user cannot
+// pay for is ENOMEM and is dropped (the next WRITE starts a new message). A message waiting to be
+// sent (ALL_OR_WAIT, §5.5) stays charged until it goes or is discarded.
+TEST_F(BusLedger, AMessageBeingWrittenIsPaidForByItsWriter) {
+  const KsockId w = open_as(kAlice), l = open_as(kBob);
+  const std::string big = entire("$.Big", std::string(kFreeWriting, 'b'));
+  EXPECT_EQ(bus.write(w, big.substr(0, kH)).error(), Errc::enomem);  // > 10 000
+  EXPECT_EQ(ledger.used(kAlice, Charge::kWriting), 0u);
+  EXPECT_EQ(bus.send(w).error, Errc::enomsg);  // nothing is being written (§5.2-1)
+  const std::string small = entire("$.Small", std::string(1000, 's'), flag::kAllOrWait);
+  ASSERT_TRUE(bus.write(w, small.substr(0, kH)).ok());
+  EXPECT_EQ(ledger.used(kAlice, Charge::kWriting), 88u + 7 + 1000);
+  ASSERT_TRUE(bus.write(w, small.substr(kH)).ok());
+  EXPECT_EQ(bus.send(w).error, Errc::ok);  // nobody listens yet
+  EXPECT_EQ(ledger.used(kAlice, Charge::kWriting), 0u);
+  ASSERT_TRUE(bus.bind(l, 0, "$.Small").ok());
+  bus.max_msgs(l, 1);
+  send_ok(bus, w, msg("$.Small"));  // fills l
+  ASSERT_TRUE(bus.write(w, small).ok());
+  EXPECT_EQ(bus.send(w).error, Errc::eagain);  // waits (§5.5), still charged
+  EXPECT_EQ(ledger.used(kAlice, Charge::kWriting), 88u + 7 + 1000);
+  bus.discard(w);
+  EXPECT_EQ(ledger.used(kAlice, Charge::kWriting), 0u);
+}
+
 // §9.1, §9.2, docs/protocol.md §4.8: the reports in parts of any size put
 // together are the whole report, and a binding made between two parts is
 // listed at most once (the report runs from the newest binding down).

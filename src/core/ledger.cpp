@@ -11,6 +11,7 @@ const char* charge_name(Charge c) {
     case Charge::kSetAside: return "set-aside events";
     case Charge::kRequests: return "outstanding requests";
     case Charge::kBindings: return "bindings";
+    case Charge::kWriting: return "messages being written";
     case Charge::kInput: return "partial input frames";
     case Charge::kOutput: return "unread replies";
   }

@@ -9,8 +9,12 @@
 //   kSetAside  a set-aside unbind event (§8.4): to the listener's uid;
 //   kRequests  an outstanding Request (§4.7): kRequestCost to the requester;
 //   kBindings  a binding: kBindingCost + twice its name, to the binder;
+//   kWriting   a message being written (§4.2) or waiting to be sent (§5.5):
+//              to the writer;
 //   kInput     a connection's partial input frame: to the peer's uid;
 //   kOutput    a connection's unread replies (report replies among them).
+//
+// (kWriting: the message's 88 + name + data once its header is written.)
 //
 // The rules: try_charge() refuses a charge that would take the user past
 // its budget, or (for an ordinary user) the daemon past its total, and
@@ -37,14 +41,25 @@ struct LedgerLimits {
   std::uint64_t per_privileged = 0;  // root and --privileged-group
 };
 
-enum class Charge : std::uint8_t { kQueued, kSetAside, kRequests, kBindings, kInput, kOutput };
-constexpr std::size_t kChargeKinds = 6;
+enum class Charge : std::uint8_t {
+  kQueued,
+  kSetAside,
+  kRequests,
+  kBindings,
+  kWriting,
+  kInput,
+  kOutput
+};
+constexpr std::size_t kChargeKinds = 7;
 const char* charge_name(Charge c);
 
 // The memory each outstanding Request and each binding costs kbusd beyond
 // its bytes (tree and index nodes, bookkeeping), rounded up.
 constexpr std::uint64_t kRequestCost = 256;
 constexpr std::uint64_t kBindingCost = 256;
+// A message being written up to this size is taken whatever the budget
+// (SEND's rules then decide); a larger one must fit (docs/decisions.md D25).
+constexpr std::uint64_t kFreeWriting = 64 * 1024;
 
 class Ledger {
  public:

@@ -320,12 +320,12 @@ void Daemon::log_status() const {
   log_line(
       "status: %zu connections, %zu ksocks, %zu buses, %llu fds, rss %llu kB, heap %llu bytes, "
       "held %llu bytes for %zu users (queued %llu, set aside %llu, requests %llu, bindings "
-      "%llu, input %llu, output %llu)",
+      "%llu, writing %llu, input %llu, output %llu)",
       conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
       static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes),
       static_cast<unsigned long long>(ledger_.total()), ledger_.users(), held(Charge::kQueued),
       held(Charge::kSetAside), held(Charge::kRequests), held(Charge::kBindings),
-      held(Charge::kInput), held(Charge::kOutput));
+      held(Charge::kWriting), held(Charge::kInput), held(Charge::kOutput));
 }
 
 }  // namespace kbus::daemon
