@@ -51,9 +51,20 @@ class Input {
   std::size_t i_ = 0;
 };
 
+// Ksocks belong to three users (docs/decisions.md D28), so that the
+// ledger's charges (checked by check_invariants) and, with small budgets,
+// its refusals are exercised.
+OpenOptions as_user(unsigned n) {
+  OpenOptions o;
+  o.uid = 1000 + n % 3;
+  return o;
+}
+
 struct Run {
-  explicit Run(BusLimits l) : bus(0, l) {}
+  Run(BusLimits l, LedgerLimits b) : ledger(b), bus(0, l, &ledger) {}
+  Ledger ledger;
   Bus bus;
+  unsigned opened = 0;
   std::vector<KsockId> requesters, others;
   std::map<KsockId, std::vector<Message>> to_answer;
   std::map<MessageId, KsockId> accepted;  // request id -> requester
@@ -99,7 +110,7 @@ struct Run {
         others.empty() ? 0 : others[in.pick(static_cast<unsigned>(others.size()))];
     switch (in.pick(16)) {
       case 0: {
-        auto k = bus.try_open({});
+        auto k = bus.try_open(as_user(opened++));
         if (k.ok() && others.size() < 8) others.push_back(*k);
         else if (k.ok()) bus.close(*k);
         break;
@@ -206,9 +217,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.max_msg_size = 4096;
   if (setup & 1) limits.max_ksocks = 4 + (setup >> 4);
   if (setup & 2) limits.max_queued_bytes = 200 + 64u * (setup >> 2);
-  Run run(limits);
-  for (int i = 0; i < 2; ++i) run.requesters.push_back(run.bus.open({}));
-  for (int i = 0; i < 2; ++i) run.others.push_back(run.bus.open({}));
+  LedgerLimits budgets{0, 0, 0};
+  if (setup & 4) budgets.per_user = 1000 + 256u * (setup >> 4);
+  Run run(limits, budgets);
+  for (int i = 0; i < 2; ++i) run.requesters.push_back(run.bus.open(as_user(run.opened++)));
+  for (int i = 0; i < 2; ++i) run.others.push_back(run.bus.open(as_user(run.opened++)));
   for (int steps = 0; in.more() && steps < 5000; ++steps) run.step(in);
 
   // §6.1: close everything that can answer; the requesters then hold
@@ -220,5 +233,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& [id, k] : run.accepted) FUZZ_CHECK(run.answers[id] == 1);
   for (MessageId id : run.maybe) FUZZ_CHECK(run.answers[id] <= 1);
   for (KsockId k : run.requesters) FUZZ_CHECK(run.bus.unreplied_to(k) == 0);
+  for (KsockId k : run.requesters) run.bus.close(k);
+  FUZZ_CHECK(run.ledger.total() == 0);  // closing gives every charge back
   return 0;
 }

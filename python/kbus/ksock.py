@@ -51,6 +51,8 @@ _OP_NEXTREAD = 68
 _OP_WAITREAD = 69
 _OP_BINDINGS = 70
 _OP_STATS = 71
+_OP_BINDINGSPART = 78
+_OP_STATSPART = 79
 _OP_REQUEST = 72
 _OP_SENDBATCH = 74
 _OP_READBATCH = 75
@@ -73,6 +75,10 @@ _U32 = struct.Struct('=I')
 _REQ_U32 = struct.Struct('=III')    # length, op, u32
 _REQ_U32_2 = struct.Struct('=IIII')  # length, op, u32, u32
 _TWO_U32 = struct.Struct('=II')
+_REPORT_PART = struct.Struct('=IIII')  # bus, pos low, pos high, max bytes
+_REPORT_NEXT = struct.Struct('=III')   # next bus, next pos low, high
+_REPORT_FIRST = 0xFFFFFFFFFFFFFFFF
+_REPORT_DONE = 0xFFFFFFFF
 
 
 def _frame(op, payload=b''):
@@ -1161,7 +1167,7 @@ class Ksock(object):
         pieces = [m.to_bytes() for m in messages]
         for i, b in enumerate(pieces + [None]):
             if b is None or (batch and size + 4 + len(b) > _MAX_PAYLOAD):
-                if batch:
+                while batch:
                     status, payload = self._send_batch(batch)
                     count = _U32.unpack_from(payload)[0]
                     for j in range(count):
@@ -1171,6 +1177,11 @@ class Ksock(object):
                         e = _error(status)
                         e.ids = ids
                         raise e
+                    if count == 0 or count > len(batch):
+                        raise OSError(errno.EPROTO, 'bad SENDBATCH reply')
+                    # docs/protocol.md §4.6: kbusd bounds one frame's work
+                    # and leaves the rest to be sent again.
+                    batch = batch[count:]
                 batch = []
                 size = 0
             if b is not None:
@@ -1238,15 +1249,38 @@ class Ksock(object):
 
     # -- extras
 
+    def _report(self, part_op, whole_frame):
+        """A report in parts (docs/protocol.md 4.3: BINDINGSPART,
+        STATSPART), each bounded by kbusd, put together; from a kbusd that
+        does not know them (ENOTTY), the whole report in one reply."""
+        parts = []
+        bus, pos = 0, _REPORT_FIRST
+        while True:
+            try:
+                status, payload = self._op(_frame(part_op, _REPORT_PART.pack(
+                    bus, pos & 0xFFFFFFFF, pos >> 32, 65536)))
+            except OSError as e:
+                if e.errno != errno.ENOTTY or parts:
+                    raise
+                status, payload = self._op(whole_frame)
+                return payload.decode('utf-8', 'replace')
+            if len(payload) < 12:
+                raise OSError(errno.EPROTO, 'report part too short')
+            next_bus, lo, hi = _REPORT_NEXT.unpack_from(payload)
+            parts.append(bytes(payload[12:]))
+            if next_bus == _REPORT_DONE:
+                return b''.join(parts).decode('utf-8', 'replace')
+            if len(payload) == 12 and (next_bus, lo | hi << 32) == (bus, pos):
+                raise OSError(errno.EPROTO, 'report part made no progress')
+            bus, pos = next_bus, lo | hi << 32
+
     def _bindings_report(self):
         """The text of the bindings report (spec 9.1), all buses."""
-        status, payload = self._op(_F_BINDINGS)
-        return payload.decode('utf-8', 'replace')
+        return self._report(_OP_BINDINGSPART, _F_BINDINGS)
 
     def _stats_report(self):
         """The text of the stats report (spec 9.2), all buses."""
-        status, payload = self._op(_F_STATS)
-        return payload.decode('utf-8', 'replace')
+        return self._report(_OP_STATSPART, _F_STATS)
 
     # -- Python protocols
 

@@ -117,3 +117,32 @@ def test_wait_for_msgs_wakes_on_arrival():
         s.send_msg(Announcement('$.B', b'wake'))
         t.join()
         assert got and got[0].data == b'wake'
+
+
+def test_send_msgs_to_a_name_bound_thousands_of_times_sends_every_message():
+    # docs/protocol.md 4.6, docs/reliability.md 4: kbusd bounds the fan-out
+    # of one SENDBATCH frame and leaves the rest unsent (status 0, a shorter
+    # count); send_msgs sends the rest again, in order, until all are sent.
+    with Ksock(0) as s, Ksock(0) as l:
+        for _ in range(2000):
+            l.bind('$.Fan')
+        ids = s.send_msgs([Announcement('$.Fan', b'f')] * 100)  # 200 000 copies
+        assert len(ids) == 100
+        assert all(b == a + 1 for a, b in zip(ids, ids[1:]))
+        assert s.last_msg_id() == ids[-1]
+
+
+def test_the_bindings_report_comes_in_parts_and_is_complete():
+    # KBUS-SPEC.md 9.1, docs/protocol.md 4.3: a report longer than one part
+    # (64 KiB) is read in parts (BINDINGSPART) and put together, newest
+    # binding first.
+    names = ['$.Part.%05d.%s' % (i, 'x' * 40) for i in range(3000)]
+    with Ksock(0) as k:
+        for n in names:
+            k.bind(n)
+        lines = k._bindings_report().splitlines()
+        heads = [l for l in lines if l.startswith('#')]
+        assert lines[0] == heads[0] and len(heads) == 3  # one per bus
+        assert [l.split()[-1] for l in lines if not l.startswith('#')] == names[::-1]
+        stats = k._stats_report().splitlines()
+        assert stats[0].startswith('dev  0:')

@@ -643,17 +643,33 @@ Ksock::SendBatch Ksock::try_send_msgs(const std::vector<Message>& msgs) noexcept
     std::size_t in_frame = 0;
     std::size_t at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendBatch));
     auto flush = [&]() -> Result<void> {
-      protocol::end_frame(frame, at);
-      auto rep = conn_->call_frame(frame);
-      if (!rep) return rep.error();
-      protocol::BatchIdsValue v;
-      if (!protocol::decode_reply<Op::kSendBatch>(rep->payload, v)) {
-        // EFAULT and friends come without ids.
-        if (rep->status < 0 && rep->payload.empty()) return status_errc(rep->status);
-        return Errc::eproto;
+      for (;;) {
+        protocol::end_frame(frame, at);
+        auto rep = conn_->call_frame(frame);
+        if (!rep) return rep.error();
+        protocol::BatchIdsValue v;
+        if (!protocol::decode_reply<Op::kSendBatch>(rep->payload, v)) {
+          // EFAULT and friends come without ids.
+          if (rep->status < 0 && rep->payload.empty()) return status_errc(rep->status);
+          return Errc::eproto;
+        }
+        for (std::uint32_t i = 0; i < v.count; ++i) out.ids.push_back(v.id(i));
+        if (rep->status < 0) return status_errc(rep->status);
+        if (v.count > in_frame || (v.count == 0 && in_frame > 0)) return Errc::eproto;
+        if (v.count == in_frame) break;
+        // docs/protocol.md §4.6: kbusd bounds the work of one frame and
+        // left the rest unsent: send them again, in order, in a new frame.
+        protocol::BatchItems left{std::string_view(frame).substr(at + 8), 0};
+        std::string_view skip;
+        for (std::uint32_t i = 0; i < v.count; ++i) (void)left.next(skip);
+        std::string again;
+        const std::size_t again_at =
+            protocol::begin_frame(again, static_cast<std::uint32_t>(Op::kSendBatch));
+        again.append(left.items);
+        frame.swap(again);
+        at = again_at;
+        in_frame -= v.count;
       }
-      for (std::uint32_t i = 0; i < v.count; ++i) out.ids.push_back(v.id(i));
-      if (rep->status < 0) return status_errc(rep->status);
       frame.clear();
       in_frame = 0;
       at = protocol::begin_frame(frame, static_cast<std::uint32_t>(Op::kSendBatch));
@@ -726,22 +742,39 @@ std::vector<Message> Ksock::wait_for_msgs(std::uint32_t max_count, std::optional
   return try_wait_for_msgs(max_count, timeout, max_bytes).get("kbus wait_for_msgs");
 }
 
-template <Op O>
+// docs/protocol.md §4.8: the report in parts (PART, e.g. BINDINGSPART),
+// each bounded by kbusd, until it says the report is complete; from a kbusd
+// that does not know PART (ENOTTY), the whole report in one reply (WHOLE).
+template <Op PART, Op WHOLE>
 static Result<std::string> report_call(Connection& c) {
-  auto r = op_call<O>(c);
-  if (!r) return r.error();
-  return std::string(r->value.bytes);
+  std::string text;
+  protocol::ReportPartArgs a{0, protocol::kReportFirst, 64 * 1024};
+  for (;;) {
+    auto r = op_call<PART>(c, a);
+    if (!r) {
+      if (r.error() != Errc::enotty || !text.empty()) return r.error();
+      auto whole = op_call<WHOLE>(c);
+      if (!whole) return whole.error();
+      return std::string(whole->value.bytes);
+    }
+    text.append(r->value.bytes);
+    if (r->value.next_bus == protocol::kReportDone) return text;
+    if (r->value.bytes.empty() && r->value.next_bus == a.bus && r->value.next_pos == a.pos)
+      return Errc::eproto;  // no progress: a broken daemon
+    a.bus = r->value.next_bus;
+    a.pos = r->value.next_pos;
+  }
 }
 
 Result<std::string> Ksock::try_bindings_report() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return report_call<Op::kBindings>(*conn_); });
+  return guarded([&] { return report_call<Op::kBindingsPart, Op::kBindings>(*conn_); });
 }
 std::string Ksock::bindings_report() { return try_bindings_report().get("kbus bindings_report"); }
 
 Result<std::string> Ksock::try_stats_report() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded([&] { return report_call<Op::kStats>(*conn_); });
+  return guarded([&] { return report_call<Op::kStatsPart, Op::kStats>(*conn_); });
 }
 std::string Ksock::stats_report() { return try_stats_report().get("kbus stats_report"); }
 

@@ -2,15 +2,9 @@
 
 #include <algorithm>
 #include <cassert>
+#include <limits>
 
 namespace kbus::core {
-
-namespace {
-void erase_seq(std::vector<std::uint64_t>& v, std::uint64_t seq) {
-  auto it = std::find(v.begin(), v.end(), seq);
-  if (it != v.end()) v.erase(it);
-}
-}  // namespace
 
 std::uint64_t BindingTable::add(std::uint32_t ksock, bool replier, std::string_view name) {
   const std::uint64_t seq = next_seq_++;
@@ -21,19 +15,22 @@ std::uint64_t BindingTable::add(std::uint32_t ksock, bool replier, std::string_v
   b.name = std::string(name);
   b.cls = name_class(name);
   std::string key(binding_prefix(name));
+  auto [at, inserted] = all_.emplace(seq, std::move(b));
+  assert(inserted);
+  const Binding& kept = at->second;
   if (replier) {
     assert(reply_by_string_.find(name) == reply_by_string_.end());
-    reply_by_string_.emplace(b.name, seq);
-    if (b.cls == NameClass::kPercent) reply_percent_[key] = seq;
-    if (b.cls == NameClass::kStar) reply_star_[key] = seq;
+    reply_by_string_.emplace(kept.name, seq);
+    if (kept.cls == NameClass::kPercent) reply_percent_[key] = seq;
+    if (kept.cls == NameClass::kStar) reply_star_[key] = seq;
   } else {
-    switch (b.cls) {
-      case NameClass::kSpecific: listen_exact_[key].push_back(seq); break;
-      case NameClass::kPercent: listen_percent_[key].push_back(seq); break;
-      case NameClass::kStar: listen_star_[key].push_back(seq); break;
+    switch (kept.cls) {
+      case NameClass::kSpecific: listen_exact_[key].emplace(seq, &kept); break;
+      case NameClass::kPercent: listen_percent_[key].emplace(seq, &kept); break;
+      case NameClass::kStar: listen_star_[key].emplace(seq, &kept); break;
     }
   }
-  all_.emplace(seq, std::move(b));
+  by_ksock_.emplace(kept.ksock, kept.replier, std::string_view(kept.name), seq);
   return seq;
 }
 
@@ -42,12 +39,13 @@ void BindingTable::remove(std::uint64_t seq) {
   if (it == all_.end()) return;
   const Binding& b = it->second;
   std::string_view key = binding_prefix(b.name);
-  auto drop_from = [&](NameMap<std::vector<std::uint64_t>>& m) {
+  auto drop_from = [&](NameMap<Seqs>& m) {
     auto mi = m.find(key);
     if (mi == m.end()) return;
-    erase_seq(mi->second, seq);
+    mi->second.erase(seq);
     if (mi->second.empty()) m.erase(mi);
   };
+  by_ksock_.erase(KsockKey{b.ksock, b.replier, std::string_view(b.name), seq});
   if (b.replier) {
     reply_by_string_.erase(reply_by_string_.find(std::string_view(b.name)));
     if (b.cls == NameClass::kPercent) reply_percent_.erase(reply_percent_.find(key));
@@ -65,6 +63,25 @@ void BindingTable::remove(std::uint64_t seq) {
 const Binding* BindingTable::find(std::uint64_t seq) const {
   auto it = all_.find(seq);
   return it == all_.end() ? nullptr : &it->second;
+}
+
+const Binding* BindingTable::latest_of(std::uint32_t ksock, bool replier,
+                                       std::string_view name) const {
+  auto it = by_ksock_.upper_bound(
+      KsockKey{ksock, replier, name, std::numeric_limits<std::uint64_t>::max()});
+  if (it == by_ksock_.begin()) return nullptr;
+  --it;
+  const auto& [k, r, n, seq] = *it;
+  if (k != ksock || r != replier || n != name) return nullptr;
+  return find(seq);
+}
+
+void BindingTable::seqs_of(std::uint32_t ksock, std::vector<std::uint64_t>& out) const {
+  const std::size_t first = out.size();
+  for (auto it = by_ksock_.lower_bound(KsockKey{ksock, false, {}, 0});
+       it != by_ksock_.end() && std::get<0>(*it) == ksock; ++it)
+    out.push_back(std::get<3>(*it));
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), std::greater<>());
 }
 
 const Binding* BindingTable::replier_by_string(std::string_view name) const {
@@ -97,10 +114,10 @@ const Binding* BindingTable::select_replier(std::string_view msg_name) const {
 void BindingTable::matching_listeners(std::string_view msg_name,
                                       std::vector<const Binding*>& out) const {
   const std::size_t first = out.size();
-  auto add_all = [&](const NameMap<std::vector<std::uint64_t>>& m, std::string_view key) {
+  auto add_all = [&](const NameMap<Seqs>& m, std::string_view key) {
     auto it = m.find(key);
     if (it == m.end()) return;
-    for (std::uint64_t s : it->second) out.push_back(find(s));
+    for (const auto& [seq, b] : it->second) out.push_back(b);
   };
   if (!listen_exact_.empty()) add_all(listen_exact_, msg_name);  // skips hashing the name
   const std::size_t last_dot = msg_name.rfind('.');

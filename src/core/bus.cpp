@@ -33,8 +33,8 @@ constexpr std::uint32_t kQuery = 0xFFFFFFFF;
 
 }  // namespace
 
-Bus::Bus(std::uint32_t number, BusLimits limits)
-    : number_(number), limits_(limits), max_msg_size_(limits.max_msg_size) {}
+Bus::Bus(std::uint32_t number, BusLimits limits, Ledger* ledger)
+    : number_(number), limits_(limits), ledger_(ledger), max_msg_size_(limits.max_msg_size) {}
 
 Bus::~Bus() = default;
 
@@ -69,6 +69,92 @@ bool Bus::full(const Ksock& k) const {
 }
 bool Bus::full_for_reply(const Ksock& k) const {
   return k.queue.size() + k.outstanding.size() > k.max_msgs || bytes_full(k);
+}
+
+// ---------------------------------------------------------------- the ledger
+// docs/decisions.md D28: what a Ksock holds is charged to its uid; a user
+// who cannot pay for a message makes its Ksocks full for it (§5.1).
+
+// The bytes a queued copy of `body` counts for (CountedQueue::size_of).
+std::uint64_t Bus::entry_bytes(const MessageBody& body) {
+  return 88 + body.name().size() + body.data().size();
+}
+
+namespace {
+// The name is kept twice: in the binding and as its index's key.
+std::uint64_t binding_bytes(std::string_view name) { return kBindingCost + 2 * name.size(); }
+}  // namespace
+
+bool Bus::over_budget(const Ksock& k, std::uint64_t bytes) const {
+  return ledger_ != nullptr && !ledger_->fits(k.uid, bytes);
+}
+
+bool Bus::budgets_fit(const Ksock* addressee, const Ksock* replier,
+                      const std::vector<const Binding*>& listeners, std::uint64_t bytes) {
+  if (ledger_ == nullptr) return true;
+  auto& need = need_;
+  need.clear();
+  if (addressee) need.emplace_back(addressee->uid, bytes);
+  if (replier) need.emplace_back(replier->uid, bytes);
+  for (const Binding* b : listeners) need.emplace_back(ks(b->ksock).uid, bytes);
+  std::sort(need.begin(), need.end());
+  for (std::size_t i = 0; i < need.size();) {
+    std::uint64_t sum = 0;
+    std::size_t j = i;
+    for (; j < need.size() && need[j].first == need[i].first; ++j) sum += need[j].second;
+    if (!ledger_->fits(need[i].first, sum)) return false;
+    i = j;
+  }
+  return true;
+}
+
+void Bus::sync_queue(Ksock& k) {
+  if (ledger_) ledger_->adjust(k.uid, Charge::kQueued, k.charged_queue, k.queue.bytes());
+}
+
+std::uint64_t Bus::writing_bytes(const Ksock& k) {
+  std::uint64_t n = 0;
+  if (k.writer.started() && !k.writer.pointy())
+    n += 88 + std::uint64_t{k.writer.name_len()} + k.writer.data_len();
+  if (k.sending) n += entry_bytes(k.pending.body);
+  return n;
+}
+
+void Bus::sync_writing(Ksock& k) {
+  if (ledger_) ledger_->adjust(k.uid, Charge::kWriting, k.charged_writing, writing_bytes(k));
+}
+
+// While a message is delivered its writer pays nothing for it, so that a
+// user sending to its own Ksocks is not charged twice for one message.
+void Bus::unhold_writing(Ksock& k) {
+  if (ledger_) ledger_->adjust(k.uid, Charge::kWriting, k.charged_writing, 0);
+}
+
+void Bus::sync_requests(Ksock& k) {
+  if (ledger_)
+    ledger_->adjust(k.uid, Charge::kRequests, k.charged_requests,
+                    k.outstanding.size() * kRequestCost);
+}
+
+// §8.4: set-aside events can never be refused; their bytes are charged to
+// the listener whatever its budget.
+void Bus::add_set_aside(Ksock& k, SetAsideEntry e) {
+  const std::uint64_t n = entry_bytes(e.body);
+  set_aside_.push_back(std::move(e));
+  ++k.set_aside;
+  k.charged_set_aside += n;
+  if (ledger_) ledger_->charge(k.uid, Charge::kSetAside, n);
+}
+
+void Bus::release_all(Ksock& k) {
+  if (!ledger_) return;
+  ledger_->release(k.uid, Charge::kQueued, k.charged_queue);
+  ledger_->release(k.uid, Charge::kSetAside, k.charged_set_aside);
+  ledger_->release(k.uid, Charge::kRequests, k.charged_requests);
+  ledger_->release(k.uid, Charge::kBindings, k.charged_bindings);
+  ledger_->release(k.uid, Charge::kWriting, k.charged_writing);
+  k.charged_queue = k.charged_set_aside = k.charged_requests = k.charged_bindings = 0;
+  k.charged_writing = 0;
 }
 
 void Bus::touch(KsockId k) {
@@ -118,6 +204,7 @@ Result<KsockId> Bus::try_open(const OpenOptions& opts) {
   k->can_write = opts.can_write;
   k->header_len = opts.header_len;
   k->pid = opts.pid;
+  k->uid = opts.uid;
   k->max_msgs = limits_.default_max_msgs;
   k->writer = WriteParser(opts.header_len);
   const KsockId id = k->id;
@@ -138,6 +225,7 @@ void Bus::close(KsockId id) {
   pending_senders_.erase(id);
   // §7.2-2: forget outstanding requests.
   outstanding_pool_.clear(k.outstanding);
+  sync_requests(k);
   // §7.2-3: empty the queue; GoneAway for each Request it was to answer.
   while (!k.queue.empty()) {
     QueueEntry e = std::move(k.queue.front());
@@ -146,15 +234,18 @@ void Bus::close(KsockId id) {
         e.hdr.from != id)
       send_status(status_name::kReplierGoneAway, id, e.hdr.from, e.hdr.id, true);
   }
-  // §7.2-4: remove all bindings; replier unbind events can never fail.
-  std::vector<std::uint64_t> seqs = k.bindings;
+  sync_queue(k);
+  // §7.2-4: remove all bindings (each O(log n)); replier unbind events can
+  // never fail.
+  std::vector<std::uint64_t> seqs;
+  bindings_.seqs_of(id, seqs);  // newest first
   std::vector<std::string> replier_names;
-  for (auto s = seqs.rbegin(); s != seqs.rend(); ++s) {  // newest first
-    const Binding* b = bindings_.find(*s);
+  for (std::uint64_t s : seqs) {
+    const Binding* b = bindings_.find(s);
     if (b->replier) replier_names.push_back(b->name);
-    bindings_.remove(*s);
+    bindings_.remove(s);
   }
-  k.bindings.clear();
+  k.bindings = 0;
   if (report_binds_)
     for (const auto& n : replier_names) send_bind_event_safely(id, n);
   // §7.2-5: discard this Ksock's own set-aside events.
@@ -167,7 +258,8 @@ void Bus::close(KsockId id) {
     if (o->requester != id)
       send_status(status_name::kReplierIgnored, id, o->requester, o->request, true);
   }
-  // §7.2-7: the id ceases to exist.
+  // §7.2-7: the id ceases to exist; its user pays for nothing of it.
+  release_all(k);
   ksocks_.erase(id);
   closed_since_take_ = true;
   after_op();
@@ -184,11 +276,20 @@ Result<void> Bus::bind(KsockId id, std::uint32_t is_replier, std::string_view na
   if (!is_valid_name(name)) return Errc::ebadmsg;
   if (replier && name == status_name::kReplierBindEvent) return Errc::ebadmsg;
   if (replier && bindings_.replier_by_string(name)) return Errc::eaddrinuse;
+  // docs/decisions.md D28: at most max_bindings_per_ksock bindings, and the
+  // binder's user pays for each (§4.5: a resource failure is ENOMEM).
+  if (limits_.max_bindings_per_ksock != 0 && k.bindings >= limits_.max_bindings_per_ksock)
+    return Errc::enomem;
+  const std::uint64_t cost = binding_bytes(name);
+  if (over_budget(k, cost)) return Errc::enomem;
   if (replier && report_binds_) {
     // §8.2: the event goes out before the binding exists; EAGAIN if it cannot.
     if (send_bind_event(true, id, name) != Errc::ok) return Errc::eagain;
   }
-  k.bindings.push_back(bindings_.add(id, replier, name));
+  bindings_.add(id, replier, name);
+  ++k.bindings;
+  k.charged_bindings += cost;
+  if (ledger_) ledger_->charge(k.uid, Charge::kBindings, cost);
   after_op();
   return {};
 }
@@ -199,23 +300,19 @@ Result<void> Bus::unbind(KsockId id, std::uint32_t is_replier, std::string_view 
   if (name.empty()) return Errc::ebadmsg;
   if (name.size() > kMaxNameLen) return Errc::enametoolong;
   if (!is_valid_name(name)) return Errc::ebadmsg;
-  // The most recent identical binding of this Ksock.
-  auto found = k.bindings.rend();
-  for (auto s = k.bindings.rbegin(); s != k.bindings.rend(); ++s) {
-    const Binding* b = bindings_.find(*s);
-    if (b->replier == replier && b->name == name) {
-      found = s;
-      break;
-    }
-  }
-  if (found == k.bindings.rend()) return Errc::einval;
+  // The most recent identical binding of this Ksock (O(log n)).
+  const Binding* found = bindings_.latest_of(id, replier, name);
+  if (found == nullptr) return Errc::einval;
   if (replier && report_binds_) {
     // §8.3: sent before anything is removed; on failure nothing changes.
     if (send_bind_event(false, id, name) != Errc::ok) return Errc::eagain;
   }
-  const std::uint64_t seq = *found;
-  k.bindings.erase(std::next(found).base());
+  const std::uint64_t seq = found->seq;
   bindings_.remove(seq);
+  --k.bindings;
+  const std::uint64_t cost = binding_bytes(name);
+  k.charged_bindings -= cost;
+  if (ledger_) ledger_->release(k.uid, Charge::kBindings, cost);
   remove_binding_effects(k, seq, name);
   after_op();
   return {};
@@ -233,7 +330,10 @@ void Bus::remove_binding_effects(Ksock& k, std::uint64_t seq, std::string_view n
       ++it;
     }
   }
-  if (!removed.empty()) touch(k.id);
+  if (!removed.empty()) {
+    touch(k.id);
+    sync_queue(k);
+  }
   for (const QueueEntry& e : removed) {
     // §7.1-3 with §14-1: always tell the requester.
     if ((e.hdr.flags & flag::kWantYouToReply) && (e.hdr.flags & flag::kWantAReply))
@@ -260,7 +360,20 @@ Result<std::uint32_t> Bus::write(KsockId id, std::string_view bytes) {
   if (k.monitor) return Errc::ebusy;     // D25: a monitor never sends
   if (k.sending) return Errc::ealready;  // §4.2-1, §14-2: nothing changes
   k.completed_pending = false;
-  if (auto r = k.writer.write(bytes, max_msg_size_); !r) return r.error();
+  if (auto r = k.writer.write(bytes, max_msg_size_); !r) {
+    sync_writing(k);
+    return r.error();
+  }
+  // docs/decisions.md D28: the writer's user pays for the message it
+  // writes; one beyond kFreeWriting bytes it cannot pay for is dropped,
+  // ENOMEM (§4.5). Smaller ones are always taken, so that SEND's own rules
+  // (ENOLCK, a full recipient) decide about them.
+  if (ledger_ && !ledger_->try_adjust(k.uid, Charge::kWriting, k.charged_writing,
+                                      writing_bytes(k), kFreeWriting)) {
+    k.writer.reset();
+    sync_writing(k);
+    return Errc::enomem;
+  }
   return static_cast<std::uint32_t>(bytes.size());
 }
 
@@ -274,15 +387,24 @@ void Bus::discard(KsockId id) {
     pending_senders_.erase(id);
     touch(id);
   }
+  sync_writing(k);
   after_op();
 }
 
 SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload) {
   Ksock& k = ks(id);
+  SendOutcome r = send_message(k, pointy_payload);
+  sync_writing(k);
+  return r;
+}
+
+SendOutcome Bus::send_message(Ksock& k, std::optional<std::string_view> pointy_payload) {
+  const KsockId id = k.id;
   if (k.sending) {
     // §5.5-2: a retry re-runs §5.2 without a new id (ENOLCK check included).
-    if ((k.pending.hdr.flags & flag::kWantAReply) && full(k))
+    if ((k.pending.hdr.flags & flag::kWantAReply) && (full(k) || over_budget(k, kRequestCost)))
       return finish_send(k, Errc::enolck, k.pending.hdr.id);
+    unhold_writing(k);  // its recipients pay for it now (send() charges it again if it waits)
     return finish_send(k, deliver(k, k.pending), k.pending.hdr.id);
   }
   if (!k.writer.started()) {  // §5.2-1
@@ -320,8 +442,11 @@ SendOutcome Bus::send(KsockId id, std::optional<std::string_view> pointy_payload
   k.pending_part = k.writer.part();
   k.pending_pos = k.writer.part_pos();
   k.writer.reset();
-  // §5.2-5: a Request needs a reply slot in the sender's own queue.
-  if ((out.hdr.flags & flag::kWantAReply) && full(k)) return {Errc::enolck, {}};
+  unhold_writing(k);  // its recipients pay for it now
+  // §5.2-5: a Request needs a reply slot in the sender's own queue, and
+  // its user must pay for it (docs/decisions.md D28).
+  if ((out.hdr.flags & flag::kWantAReply) && (full(k) || over_budget(k, kRequestCost)))
+    return {Errc::enolck, {}};
   out.hdr.from = id;  // §5.2-6, §14-25: always overwritten
   if (out.hdr.id.network_id == 0) out.hdr.id = next_serial();  // §5.2-7
   k.last_sent = out.hdr.id;
@@ -359,10 +484,12 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
   const bool all_or_wait = (h.flags & flag::kAllOrWait) != 0;
   const bool all_or_fail = (h.flags & flag::kAllOrFail) != 0;
   const Errc when_full = all_or_wait ? Errc::eagain : Errc::ebusy;
+  const std::uint64_t bytes = entry_bytes(out.body);  // one queued copy
 
   std::vector<const Binding*>& listeners = listeners_;  // step 8
   listeners.clear();
   bindings_.matching_listeners(name, listeners);
+  fanout_ += 2 + listeners.size();
   const Binding* replier = is_request ? bindings_.select_replier(name) : nullptr;  // step 11
   if (is_request && !replier) return Errc::eaddrnotavail;  // step 9
   // docs/decisions.md D13: a Request may not reuse the id of one of the
@@ -378,17 +505,21 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
     // it with WANT_YOU_TO_REPLY and still owes the answer) may reply.
     auto holder = owed_index_.find({h.in_reply_to, h.to});
     if (holder == owed_index_.end() || holder->second != sender.id) return Errc::econnrefused;
-    if (full_for_reply(*addressee)) return when_full;
+    // §5.1: the Reply uses the slot its Request reserved, and the room the
+    // requester paid for it (docs/decisions.md D28).
+    if (full_for_reply(*addressee) || over_budget(*addressee, bytes - std::min(bytes, kRequestCost)))
+      return when_full;
   }
   Ksock* replier_ksock = nullptr;
   if (replier) {  // step 12
     replier_ksock = &ks(replier->ksock);
     if (h.to != 0 && h.to != replier_ksock->id) return Errc::epipe;
-    if (full(*replier_ksock)) return when_full;
+    if (full(*replier_ksock) || over_budget(*replier_ksock, bytes)) return when_full;
   }
   if (all_or_wait || all_or_fail) {  // step 13
     for (const Binding* b : listeners)
       if (full(ks(b->ksock))) return when_full;
+    if (!budgets_fit(addressee, replier_ksock, listeners, bytes)) return when_full;
   }
   // Step 14: deliver.
   if (addressee) push(*addressee, h, out.body, PushKind::kSender, 0);
@@ -399,13 +530,16 @@ Errc Bus::deliver(Ksock& sender, const Outgoing& out) {
                                                               : sender.outstanding_size / 8;
     }
     outstanding_pool_.insert(sender.outstanding, h.id);
+    sync_requests(sender);
     sender.outstanding_max =
         std::max(sender.outstanding_max, static_cast<std::uint32_t>(sender.outstanding.size()));
   }
+  Ksock* l_at = nullptr;  // the Ksock of the previous binding: often the same
   for (const Binding* b : listeners) {
-    Ksock& l = ks(b->ksock);
+    if (l_at == nullptr || l_at->id != b->ksock) l_at = &ks(b->ksock);
+    Ksock& l = *l_at;
     // Without ALL_OR_*, a full listener silently gets nothing (judged at each push).
-    if (!all_or_wait && !all_or_fail && full(l)) continue;
+    if (!all_or_wait && !all_or_fail && (full(l) || over_budget(l, bytes))) continue;
     push(l, h, out.body, PushKind::kListener, b->seq);
   }
   monitor_copy(h, out.body);
@@ -426,8 +560,10 @@ bool Bus::push(Ksock& k, const Header& hdr, const MessageBody& body, PushKind ki
   else
     k.queue.push_back(std::move(e));
   k.last_pushed = hdr.id;
+  sync_queue(k);
   if (kind == PushKind::kSender && !hdr.in_reply_to.is_zero()) {
     outstanding_pool_.erase(k.outstanding, hdr.in_reply_to);  // §5.3-5
+    sync_requests(k);
     forget_owed(hdr.in_reply_to, k.id);    // §14-10(a)
   }
   touch(k.id);
@@ -479,11 +615,16 @@ void Bus::retry_pending_sends() {
     auto it = ksocks_.find(id);
     if (it == ksocks_.end() || !it->second->sending) continue;
     Ksock& k = *it->second;
+    unhold_writing(k);  // its recipients pay for it now
     const Errc e = deliver(k, k.pending);
-    if (e == Errc::eagain) continue;
+    if (e == Errc::eagain) {
+      sync_writing(k);  // still waiting: its writer pays again
+      continue;
+    }
     const Outgoing out = std::move(k.pending);
     k.pending = {};
     k.sending = false;
+    sync_writing(k);
     pending_senders_.erase(id);
     touch(id);
     k.completed_pending = true;
@@ -502,6 +643,7 @@ std::optional<Bus::QueueEntry> Bus::pop_head(Ksock& k) {
   if (k.queue.empty()) return std::nullopt;
   QueueEntry e = std::move(k.queue.front());
   k.queue.pop_front();
+  sync_queue(k);
   touch(k.id);
   if ((e.hdr.flags & flag::kWantYouToReply) && (e.hdr.flags & flag::kWantAReply)) {
     k.owed.push_back({e.hdr.id, e.hdr.from});
@@ -565,6 +707,7 @@ Result<bool> Bus::take_answer(KsockId id, MessageId request, std::string& out) {
   if (it == k.queue.end()) return false;
   QueueEntry e = std::move(*it);
   k.queue.erase(it);
+  sync_queue(k);
   touch(id);
   encode_entire(out, e.hdr, e.body.name(), e.body.data(), k.header_len);
   if (k.set_aside > 0) move_one_set_aside(k);
@@ -614,6 +757,8 @@ std::uint32_t Bus::unreplied_to(KsockId id) const {
   return static_cast<std::uint32_t>(ks(id).owed.size());
 }
 
+std::uint32_t Bus::binding_count(KsockId id) const { return ks(id).bindings; }
+
 Result<std::uint32_t> Bus::flag_op(bool& f, std::uint32_t v) {
   const std::uint32_t prev = f ? 1 : 0;
   if (v == kQuery) return prev;
@@ -642,11 +787,11 @@ Result<std::uint32_t> Bus::report_replier_binds(KsockId id, std::uint32_t v) {
     Header h;
     h.id = next_serial();
     h.flags = flag::kSynthetic | flag::kAllOrFail;
-    if (full(k)) {
+    MessageBody body = bind_event_body(true, b.ksock, b.name);
+    if (full(k) || over_budget(k, entry_bytes(body))) {
       after_op();
       return Errc::ebusy;
     }
-    const MessageBody body = bind_event_body(true, b.ksock, b.name);
     push(k, h, body, PushKind::kSender, 0);
     monitor_copy(h, body);
   }
@@ -694,6 +839,10 @@ Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name,
   if (hdr_out) *hdr_out = h;
   std::vector<const Binding*> listeners;
   bindings_.matching_listeners(status_name::kReplierBindEvent, listeners);
+  auto body = bind_event_body(is_bind, binder, name);
+  // docs/decisions.md D28: as for any ALL_OR_FAIL message, every listener's
+  // user must be able to pay for its copy.
+  if (!budgets_fit(nullptr, nullptr, listeners, entry_bytes(body))) return Errc::eagain;
   std::size_t may_add = 0;   // listener bindings whose Ksock holds set-aside events
   std::set<KsockId> giving;  // ... and those Ksocks, each of which gives up one or more
   for (const Binding* b : listeners) {
@@ -707,14 +856,12 @@ Errc Bus::send_bind_event(bool is_bind, KsockId binder, std::string_view name,
   if (may_add > giving.size() &&
       set_aside_.size() - giving.size() + may_add > limits_.set_aside_capacity)
     return Errc::eagain;
-  auto body = bind_event_body(is_bind, binder, name);
   for (const Binding* b : listeners) {
     Ksock& l = ks(b->ksock);
     if (l.set_aside > 0) {
       while (l.set_aside > 0 && !full(l)) move_one_set_aside(l);
       if (l.set_aside > 0 || full(l)) {
-        set_aside_.push_back({l.id, b->seq, false, h, body});
-        ++l.set_aside;
+        add_set_aside(l, {l.id, b->seq, false, h, body});
         continue;
       }
     }
@@ -732,10 +879,7 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
   bindings_.matching_listeners(status_name::kReplierBindEvent, listeners);
   if (!lost_mode_ && listeners.size() + set_aside_.size() <= limits_.set_aside_capacity) {
     auto body = bind_event_body(false, binder, name);
-    for (const Binding* b : listeners) {
-      set_aside_.push_back({b->ksock, b->seq, false, h, body});
-      ++ks(b->ksock).set_aside;
-    }
+    for (const Binding* b : listeners) add_set_aside(ks(b->ksock), {b->ksock, b->seq, false, h, body});
     monitor_copy(h, body);
     return;
   }
@@ -757,8 +901,7 @@ void Bus::send_bind_event_safely(KsockId binder, std::string_view name) {
       }
     }
     if (has_marker) continue;
-    set_aside_.push_back({b->ksock, b->seq, true, lost, lost_body});
-    ++ks(b->ksock).set_aside;
+    add_set_aside(ks(b->ksock), {b->ksock, b->seq, true, lost, lost_body});
   }
   monitor_copy(lost, lost_body);
 }
@@ -770,13 +913,17 @@ void Bus::move_one_set_aside(Ksock& k) {
   auto it = std::find_if(set_aside_.begin(), set_aside_.end(),
                          [&](const SetAsideEntry& e) { return e.ksock == k.id; });
   if (it == set_aside_.end()) return;
+  const std::uint64_t n = entry_bytes(it->body);
   if (!(k.only_once && it->hdr.id == k.last_pushed)) {
     QueueEntry e{it->hdr, it->body, it->via};
     k.queue.push_back(std::move(e));
     k.last_pushed = it->hdr.id;
+    sync_queue(k);
     touch(k.id);
   }
   --k.set_aside;
+  k.charged_set_aside -= n;
+  if (ledger_) ledger_->release(k.uid, Charge::kSetAside, n);
   set_aside_.erase(it);
   if (set_aside_.empty()) lost_mode_ = false;  // §8.4-4
 }
@@ -785,8 +932,14 @@ void Bus::drop_set_aside(KsockId id, std::optional<std::uint64_t> via) {
   auto kit = ksocks_.find(id);
   for (auto it = set_aside_.begin(); it != set_aside_.end();) {
     if (it->ksock == id && (!via || it->via == *via)) {
+      const std::uint64_t n = entry_bytes(it->body);
       it = set_aside_.erase(it);
-      if (kit != ksocks_.end()) --kit->second->set_aside;
+      if (kit != ksocks_.end()) {
+        Ksock& k = *kit->second;
+        --k.set_aside;
+        k.charged_set_aside -= n;
+        if (ledger_) ledger_->release(k.uid, Charge::kSetAside, n);
+      }
     } else {
       ++it;
     }
@@ -797,9 +950,31 @@ void Bus::drop_set_aside(KsockId id, std::optional<std::uint64_t> via) {
 // ---------------------------------------------------------------- reports
 
 void Bus::append_bindings_report(std::string& out) const {
-  out += "# <device> is bound to <Ksock-ID> in <process-PID> as <Replier|Listener> for <message-name>\n";
+  std::uint64_t pos = kReportStart;
+  while (!append_bindings_part(pos, ~std::size_t{0}, out)) {
+  }
+}
+
+void Bus::append_stats(std::string& out) const {
+  std::uint64_t pos = kReportStart;
+  while (!append_stats_part(pos, ~std::size_t{0}, out)) {
+  }
+}
+
+// §9.1, newest binding first; pos: the lines still to come are those of
+// bindings with a smaller sequence number.
+bool Bus::append_bindings_part(std::uint64_t& pos, std::size_t max_bytes, std::string& out) const {
+  const std::size_t start = out.size();
+  if (pos == kReportStart)
+    out += "# <device> is bound to <Ksock-ID> in <process-PID> as <Replier|Listener> for <message-name>\n";
+  const auto& all = bindings_.all();
+  auto it = pos == kReportStart ? all.rbegin() : std::make_reverse_iterator(all.lower_bound(pos));
   char line[64];
-  for (auto it = bindings_.all().rbegin(); it != bindings_.all().rend(); ++it) {
+  for (; it != all.rend(); ++it) {
+    if (out.size() > start && out.size() - start >= max_bytes) {
+      pos = it->first + 1;  // this one comes first next time
+      return false;
+    }
     const Binding& b = it->second;
     const Ksock& k = ks(b.ksock);
     std::snprintf(line, sizeof line, "%3u: %8u %8lu  %c  ", number_, b.ksock,
@@ -808,15 +983,29 @@ void Bus::append_bindings_report(std::string& out) const {
     out += b.name;
     out += '\n';
   }
+  pos = 0;
+  return true;
 }
 
-void Bus::append_stats(std::string& out) const {
+// §9.2, the bus line, then each Ksock, most recent first; pos: the Ksocks
+// still to come are those with a smaller id.
+bool Bus::append_stats_part(std::uint64_t& pos, std::size_t max_bytes, std::string& out) const {
+  const std::size_t start = out.size();
   char buf[256];
-  std::snprintf(buf, sizeof buf, "dev %2u: next ksock %u next msg %u unsent unbindings %u%s\n",
-                number_, next_ksock_, next_serial_, static_cast<unsigned>(set_aside_.size()),
-                lost_mode_ ? "(gone tragic)" : "");
-  out += buf;
-  for (auto it = ksocks_.rbegin(); it != ksocks_.rend(); ++it) {  // most recent first
+  if (pos == kReportStart) {
+    std::snprintf(buf, sizeof buf, "dev %2u: next ksock %u next msg %u unsent unbindings %u%s\n",
+                  number_, next_ksock_, next_serial_, static_cast<unsigned>(set_aside_.size()),
+                  lost_mode_ ? "(gone tragic)" : "");
+    out += buf;
+  }
+  auto it = pos > 0xFFFFFFFFu
+                ? ksocks_.rbegin()
+                : std::make_reverse_iterator(ksocks_.lower_bound(static_cast<KsockId>(pos)));
+  for (; it != ksocks_.rend(); ++it) {
+    if (out.size() > start && out.size() - start >= max_bytes) {
+      pos = std::uint64_t{it->first} + 1;
+      return false;
+    }
     const Ksock& k = *it->second;
     std::snprintf(buf, sizeof buf, "    ksock %u last msg %u:%u queue %u of %u\n", k.id,
                   k.last_sent.network_id, k.last_sent.serial_num,
@@ -836,6 +1025,8 @@ void Bus::append_stats(std::string& out) const {
                   k.outstanding_max, static_cast<unsigned>(k.owed.size()), k.owed_max);
     out += buf;
   }
+  pos = 0;
+  return true;
 }
 
 void Bus::check_invariants() const {
@@ -845,16 +1036,22 @@ void Bus::check_invariants() const {
     KBUS_CHECK(k.id == id);
     KBUS_CHECK(k.sending == (pending_senders_.count(id) != 0));
     KBUS_CHECK(!k.sending || k.pending.body);
-    for (std::uint64_t s : k.bindings) {
+    std::vector<std::uint64_t> mine;
+    bindings_.seqs_of(id, mine);
+    KBUS_CHECK(mine.size() == k.bindings);
+    std::uint64_t binding_charge = 0;
+    for (std::uint64_t s : mine) {
       const Binding* b = bindings_.find(s);
       KBUS_CHECK(b && b->ksock == id);
+      KBUS_CHECK(bindings_.latest_of(id, b->replier, b->name)->seq >= s);
+      binding_charge += binding_bytes(b->name);
     }
     std::uint64_t bytes = 0;
     for (const QueueEntry& e : k.queue) {
       bytes += e.bytes;
       KBUS_CHECK(e.bytes == decltype(k.queue)::size_of(e));
       KBUS_CHECK(e.body);
-      KBUS_CHECK(e.via == 0 || std::find(k.bindings.begin(), k.bindings.end(), e.via) != k.bindings.end());
+      KBUS_CHECK(e.via == 0 || std::find(mine.begin(), mine.end(), e.via) != mine.end());
     }
     KBUS_CHECK(bytes == k.queue.bytes());
     KBUS_CHECK(k.queue.consistent());
@@ -862,22 +1059,34 @@ void Bus::check_invariants() const {
       auto it = owed_index_.find({o.request, o.requester});
       KBUS_CHECK(it != owed_index_.end() && it->second == id);
     }
-    std::size_t mine = 0;
-    for (const SetAsideEntry& e : set_aside_) mine += e.ksock == id;
-    KBUS_CHECK(mine == k.set_aside);
-    set_aside_total += mine;
+    std::size_t aside = 0;
+    std::uint64_t aside_bytes = 0;
+    for (const SetAsideEntry& e : set_aside_) {
+      if (e.ksock != id) continue;
+      ++aside;
+      aside_bytes += entry_bytes(e.body);
+    }
+    KBUS_CHECK(aside == k.set_aside);
+    set_aside_total += aside;
+    // docs/decisions.md D28: what k has charged is what it holds.
+    if (ledger_) {
+      KBUS_CHECK(k.charged_queue == k.queue.bytes());
+      KBUS_CHECK(k.charged_set_aside == aside_bytes);
+      KBUS_CHECK(k.charged_requests == k.outstanding.size() * kRequestCost);
+      KBUS_CHECK(k.charged_bindings == binding_charge);
+      KBUS_CHECK(k.charged_writing == writing_bytes(k));
+    }
     KBUS_CHECK(k.outstanding.size() <= k.outstanding_size);
     // D25: a monitor is listed, and takes no part in KBUS.
     KBUS_CHECK(k.monitor == std::binary_search(monitors_.begin(), monitors_.end(), id));
-    KBUS_CHECK(!k.monitor || (k.bindings.empty() && k.outstanding.empty() && !k.sending));
+    KBUS_CHECK(!k.monitor || (k.bindings == 0 && k.outstanding.empty() && !k.sending));
   }
   KBUS_CHECK(std::is_sorted(monitors_.begin(), monitors_.end()));
   KBUS_CHECK(set_aside_total == set_aside_.size());
   KBUS_CHECK(!lost_mode_ || !set_aside_.empty());
   for (const auto& [seq, b] : bindings_.all()) {
     KBUS_CHECK(ksocks_.count(b.ksock));
-    const auto& mine = ks(b.ksock).bindings;
-    KBUS_CHECK(std::find(mine.begin(), mine.end(), seq) != mine.end());
+    KBUS_CHECK(bindings_.latest_of(b.ksock, b.replier, b.name) != nullptr);
   }
   for (const auto& [key, holder] : owed_index_) KBUS_CHECK(ksocks_.count(holder));
 }

@@ -25,6 +25,7 @@
 
 #include "core/binding_table.hpp"
 #include "core/counted_queue.hpp"
+#include "core/ledger.hpp"
 #include "core/message_body.hpp"
 #include "core/node_pool.hpp"
 #include "core/write_parser.hpp"
@@ -46,6 +47,9 @@ struct BusLimits {
   std::uint32_t max_ksocks = 0;        // Ksocks open at once on the bus
   std::uint64_t max_queued_bytes = 0;  // a Ksock whose queue holds this many
                                        // bytes counts as full (§5.1)
+  // Bindings one Ksock may hold; BIND beyond it fails with ENOMEM
+  // (docs/reliability.md §4, docs/decisions.md D28). 0 = none.
+  std::uint32_t max_bindings_per_ksock = 10000;
 };
 
 struct OpenOptions {
@@ -53,6 +57,7 @@ struct OpenOptions {
   bool can_write = true;
   std::uint32_t header_len = kHeaderLen64;  // 88 or 72: the client's ABI
   std::int64_t pid = 0;                     // for the bindings report
+  std::uint32_t uid = 0;  // whose budget pays for what it holds (core/ledger.hpp)
 };
 
 struct SendOutcome {
@@ -65,7 +70,12 @@ struct SendOutcome {
 
 class Bus {
  public:
-  explicit Bus(std::uint32_t number, BusLimits limits = {});
+  // `ledger`, if given (it must outlive the bus), is charged for what each
+  // Ksock holds, to its uid, and its budgets are rules of the bus
+  // (docs/decisions.md D28): a Ksock whose user cannot pay for a message
+  // counts as full for it (§5.1), a Request its user cannot pay for fails
+  // ENOLCK (§5.2-5), a binding ENOMEM.
+  explicit Bus(std::uint32_t number, BusLimits limits = {}, Ledger* ledger = nullptr);
   Bus(const Bus&) = delete;
   Bus& operator=(const Bus&) = delete;
   ~Bus();
@@ -98,11 +108,17 @@ class Bus {
   // Bytes held in k's queue (CountedQueue::size_of each message).
   std::uint64_t queued_bytes(KsockId k) const;
   std::uint32_t unreplied_to(KsockId k) const;
+  std::uint32_t binding_count(KsockId k) const;
+  const BusLimits& limits() const noexcept { return limits_; }
   Result<std::uint32_t> only_once(KsockId k, std::uint32_t v);
   Result<std::uint32_t> verbose(std::uint32_t v);
   Result<std::uint32_t> report_replier_binds(KsockId k, std::uint32_t v);
   Result<std::uint32_t> max_msg_size(std::uint32_t v);
   bool verbose_on() const noexcept { return verbose_; }
+  // Recipients considered by sends so far (each Ksock a message may be
+  // queued for, full or not, plus one per attempt): the work of a send,
+  // which the daemon bounds per SENDBATCH frame (docs/reliability.md §4).
+  std::uint64_t fanout() const noexcept { return fanout_; }
 
   // MONITOR (docs/decisions.md D25, docs/protocol.md): v = 1 makes k a
   // monitor, v = 0 an ordinary Ksock again, kQuery (0xFFFFFFFF) changes
@@ -155,6 +171,14 @@ class Bus {
   // §9 reports for this bus, appended to out.
   void append_bindings_report(std::string& out) const;
   void append_stats(std::string& out) const;
+  // The same, in parts (docs/protocol.md §4.8): appends lines from `pos` on
+  // until out has grown by max_bytes or more (at least one line), and sets
+  // pos to where the next part starts; returns true when the bus's report
+  // is complete. kReportStart starts a report (its first line). Bindings
+  // and Ksocks made or gone between parts are listed at most once.
+  static constexpr std::uint64_t kReportStart = ~std::uint64_t{0};
+  bool append_bindings_part(std::uint64_t& pos, std::size_t max_bytes, std::string& out) const;
+  bool append_stats_part(std::uint64_t& pos, std::size_t max_bytes, std::string& out) const;
 
   // Aborts with a message if an internal invariant is broken (tests, fuzzing).
   void check_invariants() const;
@@ -207,10 +231,14 @@ class Bus {
     std::uint32_t owed_max = 0;
     bool only_once = false;
     MessageId last_pushed;
-    std::vector<std::uint64_t> bindings;  // this Ksock's binding seqs, oldest first
-    std::uint32_t set_aside = 0;          // entries in the bus set-aside list
+    std::uint32_t bindings = 0;   // bindings in the table (BindingTable::seqs_of)
+    std::uint32_t set_aside = 0;  // entries in the bus set-aside list
     bool monitor = false;                 // MONITOR (D25)
     std::uint32_t monitor_missed = 0;     // copies dropped since the last MONITOR
+    // What this Ksock has charged to the ledger, for its uid, by kind.
+    std::uint32_t uid = 0;
+    std::uint64_t charged_queue = 0, charged_set_aside = 0, charged_requests = 0,
+                  charged_bindings = 0, charged_writing = 0;
   };
   enum class PushKind { kListener, kReplier, kSender };
   struct SetAsideEntry {
@@ -227,6 +255,24 @@ class Bus {
   bool bytes_full(const Ksock& k) const;
   bool full(const Ksock& k) const;
   bool full_for_reply(const Ksock& k) const;
+  // The user of k cannot pay for `bytes` more (core/ledger.hpp).
+  // The bytes a queued copy of `body` counts for (CountedQueue::size_of).
+  static std::uint64_t entry_bytes(const MessageBody& body);
+  bool over_budget(const Ksock& k, std::uint64_t bytes) const;
+  // ALL_OR_*: every recipient's user can pay for its copies.
+  bool budgets_fit(const Ksock* addressee, const Ksock* replier,
+                   const std::vector<const Binding*>& listeners, std::uint64_t bytes);
+  // Bring k's charges up to date with its queue and outstanding requests.
+  void sync_queue(Ksock& k);
+  void sync_requests(Ksock& k);
+  // The message k is writing (its name and data, once the header says how
+  // long) and the one it waits to send (§5.5).
+  static std::uint64_t writing_bytes(const Ksock& k);
+  void sync_writing(Ksock& k);
+  void unhold_writing(Ksock& k);
+  SendOutcome send_message(Ksock& k, std::optional<std::string_view> pointy_payload);
+  void add_set_aside(Ksock& k, SetAsideEntry e);
+  void release_all(Ksock& k);
   void touch(KsockId k);
   // §5.3: returns false only when only-once skipped the push.
   bool push(Ksock& k, const Header& hdr, const MessageBody& body, PushKind kind, std::uint64_t via);
@@ -256,6 +302,7 @@ class Bus {
 
   std::uint32_t number_;
   BusLimits limits_;
+  Ledger* ledger_ = nullptr;
   // The original's counters: the next Ksock id and serial to assign (0 on a
   // bus never used; 0 is skipped when assigning). §1.2-2, §1.5-4, §9.2.
   std::uint32_t next_ksock_ = 0;
@@ -273,12 +320,14 @@ class Bus {
   static constexpr std::size_t kSpareNodes = 256;
   NodePool<OutstandingSet> outstanding_pool_{kSpareNodes};
   NodePool<OwedIndex> owed_pool_{kSpareNodes};
+  std::uint64_t fanout_ = 0;
   std::vector<KsockId> touched_;  // may hold duplicates; see take_touched()
   bool closed_since_take_ = false;  // touched_ may hold Ksocks closed since
   // Scratch space kept for its storage (cleared, not freed, between uses).
   std::vector<const Binding*> listeners_;  // deliver()
   std::vector<KsockId> retry_senders_;     // retry_pending_sends()
   std::vector<KsockId> monitors_;          // MONITOR Ksocks, ascending ids
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> need_;  // budgets_fit()
 };
 
 }  // namespace kbus::core

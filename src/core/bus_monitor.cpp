@@ -25,7 +25,7 @@ Result<std::uint32_t> Bus::monitor(KsockId id, std::uint32_t v) {
   if (!k.can_read) return Errc::ebadf;
   if (v == 1 && !k.monitor) {
     // A monitor takes no part in KBUS: it starts as a Ksock that has none.
-    if (!k.bindings.empty() || !k.outstanding.empty() || !k.owed.empty() || k.sending ||
+    if (k.bindings != 0 || !k.outstanding.empty() || !k.owed.empty() || k.sending ||
         k.writer.started())
       return Errc::ebusy;
     k.monitor = true;
@@ -44,15 +44,17 @@ bool Bus::is_monitor(KsockId id) const { return ks(id).monitor; }
 void Bus::monitor_copy(const Header& hdr, const MessageBody& body) {
   for (KsockId id : monitors_) {
     Ksock& m = ks(id);
-    // Its queue's limits (MAXMSGS, --max-queued-bytes) hold: a full monitor
-    // misses the copy, and only it.
-    if (full(m)) {
+    // Its queue's limits (MAXMSGS, --max-queued-bytes) and its user's
+    // budget (the receiver pays, D28) hold: a full monitor misses the copy,
+    // and only it.
+    if (full(m) || over_budget(m, entry_bytes(body))) {
       if (m.monitor_missed != 0xFFFFFFFFu) ++m.monitor_missed;
       continue;
     }
     QueueEntry e{hdr, body, 0};
     e.hdr.flags &= ~flag::kWantYouToReply;
     m.queue.push_back(std::move(e));
+    sync_queue(m);
     touch(id);
   }
 }

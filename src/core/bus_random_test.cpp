@@ -24,10 +24,22 @@ const char* const kBindNames[] = {"$.A",   "$.A.B", "$.A.C", "$.B.C.D", "$.A.*",
                                   "$.A.%", "$.*",   "$.B.%", "$.KBUS.ReplierBindEvent"};
 
 struct RandomRun {
-  explicit RandomRun(unsigned seed) : rng(seed), bus(0) {}
+  // With a ledger (docs/decisions.md D28), small budgets: three users, one
+  // of them root (never refused for the total), so that sends, Requests
+  // and binds are refused now and then; check_invariants() checks that
+  // every Ksock's charges match what it holds.
+  explicit RandomRun(unsigned seed, bool with_ledger = false)
+      : rng(seed), ledger({4000, 9000, 0}), bus(0, {}, with_ledger ? &ledger : nullptr) {}
 
   std::mt19937 rng;
+  Ledger ledger;
   Bus bus;
+  unsigned opened = 0;
+  OpenOptions user_opts() {
+    OpenOptions o;
+    o.uid = (opened++ % 3) * 1000;  // 0 (root), 1000, 2000
+    return o;
+  }
   std::vector<KsockId> requesters;
   std::vector<KsockId> others;
   std::map<KsockId, std::vector<Message>> to_answer;  // popped Requests with YOU
@@ -83,7 +95,7 @@ struct RandomRun {
     const KsockId any = all[pick(static_cast<unsigned>(all.size()))];
     switch (op) {
       case 0:
-        if (others.size() < 6) others.push_back(bus.open({}));
+        if (others.size() < 6) others.push_back(bus.open(user_opts()));
         break;
       case 1:
         if (!others.empty()) {
@@ -150,12 +162,13 @@ struct RandomRun {
   }
 };
 
-class BusRandom : public ::testing::TestWithParam<unsigned> {};
+class BusRandom : public ::testing::TestWithParam<std::tuple<unsigned, bool>> {};
 
 TEST_P(BusRandom, InvariantsHoldAndEveryAcceptedRequestGetsExactlyOneAnswer) {
-  RandomRun run(GetParam());
-  for (int i = 0; i < 3; ++i) run.requesters.push_back(run.bus.open({}));
-  for (int i = 0; i < 3; ++i) run.others.push_back(run.bus.open({}));
+  const bool with_ledger = std::get<1>(GetParam());
+  RandomRun run(std::get<0>(GetParam()), with_ledger);
+  for (int i = 0; i < 3; ++i) run.requesters.push_back(run.bus.open(run.user_opts()));
+  for (int i = 0; i < 3; ++i) run.others.push_back(run.bus.open(run.user_opts()));
   for (int i = 0; i < 10000; ++i) {
     run.step();
     if (::testing::Test::HasFatalFailure()) return;
@@ -172,9 +185,13 @@ TEST_P(BusRandom, InvariantsHoldAndEveryAcceptedRequestGetsExactlyOneAnswer) {
   for (MessageId id : run.maybe) EXPECT_LE(run.answers[id], 1) << id.to_string();
   for (KsockId k : run.requesters) EXPECT_EQ(run.bus.unreplied_to(k), 0u);
   EXPECT_GT(run.accepted.size(), 60u) << "the run should exercise many requests";
+  // Everything charged is released when the Ksocks that hold it close.
+  for (KsockId k : run.requesters) run.bus.close(k);
+  EXPECT_EQ(run.ledger.total(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, BusRandom, ::testing::Range(1u, 21u));
+INSTANTIATE_TEST_SUITE_P(Seeds, BusRandom,
+                         ::testing::Combine(::testing::Range(1u, 21u), ::testing::Bool()));
 
 }  // namespace
 }  // namespace kbus::core

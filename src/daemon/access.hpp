@@ -25,6 +25,9 @@ struct UserIds {
 std::optional<UserIds> lookup_user(const std::string& name_or_id);
 // A group by name or number; nullopt if unknown.
 std::optional<gid_t> lookup_group(const std::string& name_or_id);
+// Whether the user `uid` (primary or supplementary groups) is in group
+// `gid` (docs/reliability.md §4, --privileged-group). False if unknown.
+bool user_in_group(uid_t uid, gid_t gid);
 // "0660" -> 0660; nullopt unless an octal number within 07777.
 std::optional<std::uint32_t> parse_mode(const std::string& octal);
 

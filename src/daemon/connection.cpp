@@ -26,7 +26,11 @@
 //   - a connection that has not completed HELLO within hello_timeout_ms of
 //     its accept is closed (check_hello);
 //   - closing only marks the connection (close_connection); Daemon::settle()
-//     CLOSEs its Ksock and frees it at the end of the turn.
+//     CLOSEs its Ksock and frees it at the end of the turn;
+//   - its buffers are charged to its peer's uid (docs/decisions.md D28): a
+//     partial frame growing past kFreeInput bytes that the user's budget
+//     cannot pay for closes the connection, with a log line; unread
+//     replies are charged whatever the budget (they are owed).
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -50,6 +54,9 @@ bool whole_frame_buffered(const Connection& c, std::uint32_t max_len) {
   std::size_t used = 0;
   return protocol::parse_frame(c.in.data(), f, used, max_len) != protocol::Parse::kIncomplete;
 }
+
+// docs/decisions.md D28: partial input a user over its budget may still hold.
+constexpr std::uint64_t kFreeInput = 64 * 1024;
 
 }  // namespace
 
@@ -94,6 +101,18 @@ bool Daemon::read_input(Connection& c) {
     c.read_in_turn += static_cast<std::size_t>(n);
     if (static_cast<std::size_t>(n) < kReadChunk && !c.peer_gone) break;  // drained
   }
+  if (!charge_input(c)) {
+    const std::uint64_t budget = ledger_.budget(c.uid);
+    const bool user = budget != 0 && ledger_.used(c.uid) + c.in.size() - c.charged_in > budget;
+    log_client(c, "uid " + std::to_string(c.uid) + " holds " + std::to_string(ledger_.used(c.uid)) +
+                      " bytes and cannot pay for a partial frame of " +
+                      std::to_string(c.in.size()) + " bytes (" +
+                      (user ? "--max-bytes-per-user " + std::to_string(budget)
+                            : "--max-bytes-total " + std::to_string(ledger_.limits().total)) +
+                      ")");
+    close_connection(c, "over its memory budget");
+    return false;
+  }
   if (!c.peer_gone) busiest_read_ = std::max<std::uint64_t>(busiest_read_, c.read_in_turn);
   return true;
 }
@@ -116,6 +135,7 @@ void Daemon::process_input(Connection& c) {
                c.frame_bytes_in_turn >= kFrameBytesPerTurn) {
       // Its share of this turn is used: the rest waits for the next one.
       flush(c);
+      charge_input(c);  // it only shrank
       const std::uint32_t max_len = c.ksock == 0 ? kMaxHelloFrame : cfg_.max_frame_len;
       if (!c.closed && whole_frame_buffered(c, max_len)) queue_ready(c);
       return;
@@ -128,6 +148,7 @@ void Daemon::process_input(Connection& c) {
     if (r == protocol::Parse::kIncomplete) {
       flush(c);
       c.in.shrink_if_idle(1u << 20);
+      charge_input(c);  // it only shrank
       return;
     }
     if (r == protocol::Parse::kBadLength) {
@@ -153,6 +174,24 @@ void Daemon::process_input(Connection& c) {
     answer_wait_early(c);  // docs/protocol.md §4.4
     dispatch(c, f.word, f.payload);
   }
+}
+
+// docs/decisions.md D28. Partial frames up to kFreeInput bytes are always
+// allowed: a user over its budget can still send the requests (NEXTREAD,
+// UNBIND, CLOSE...) that bring it back under.
+bool Daemon::charge_input(Connection& c) {
+  if (c.closed) return true;
+  return ledger_.try_adjust(c.uid, core::Charge::kInput, c.charged_in, c.in.size(), kFreeInput);
+}
+
+void Daemon::charge_output(Connection& c) {
+  if (c.closed) return;
+  ledger_.adjust(c.uid, core::Charge::kOutput, c.charged_out, c.out.size() - c.out_off);
+}
+
+void Daemon::release_buffers(Connection& c) {
+  ledger_.adjust(c.uid, core::Charge::kInput, c.charged_in, 0);
+  ledger_.adjust(c.uid, core::Charge::kOutput, c.charged_out, 0);
 }
 
 namespace {
@@ -224,6 +263,7 @@ void Daemon::flush(Connection& c) {
     paused_since_.erase(c.id);
     queue_ready(c);  // frames may already be buffered
   }
+  charge_output(c);
   const bool want_out = c.out_off < c.out.size();
   if (want_out != c.in_epoll_out || was_paused != c.reading_paused) update_epoll(c);
 }
@@ -253,6 +293,7 @@ void Daemon::close_connection(Connection& c, const char* why) {
   c.out.clear();
   c.out_off = 0;
   c.fd_at.clear();
+  release_buffers(c);
 }
 
 // docs/reliability.md §4: a client whose replies have piled up past

@@ -55,6 +55,9 @@ struct Connection {
   std::size_t read_in_turn = 0;    // bytes read from its socket in served_turn
   std::uint64_t tally_turn = 0;    // for the status line: frames applied in
   std::uint64_t tally_frames = 0;  // tally_turn, counted apart from the budget
+  // Bytes of `in` and of unread `out` charged to uid (docs/decisions.md D28).
+  std::uint64_t charged_in = 0;
+  std::uint64_t charged_out = 0;
   protocol::InputBuffer in;
   std::string out;
   std::size_t out_off = 0;

@@ -84,7 +84,8 @@ void log_line(const char* fmt, ...) {
 std::string default_dir() { return util::default_bus_dir(); }
 
 Daemon::Daemon(Config cfg)
-    : cfg_(std::move(cfg)), readiness_(cfg_.ready_fd), quota_(cfg_.max_ksocks_per_user) {}
+    : cfg_(std::move(cfg)), readiness_(cfg_.ready_fd), quota_(cfg_.max_ksocks_per_user),
+      ledger_(cfg_.ledger) {}
 
 Daemon::~Daemon() {
   conns_.clear();  // their descriptors close with them
@@ -310,16 +311,23 @@ void Daemon::log_status() const {
   const ProcessInfo p = process_info();
   // The figures of docs/reliability.md §4 follow the first six, which
   // tools parse by position.
+  using core::Charge;
+  auto held = [&](Charge c) { return static_cast<unsigned long long>(ledger_.total(c)); };
   log_line(
       "status: %zu connections, %zu ksocks, %zu buses, %llu fds, rss %llu kB, heap %llu bytes; "
       "busiest turn of one connection %llu frames, %llu bytes read; refused over "
-      "--max-ksocks-per-user %llu, no HELLO in time %llu, stalled %llu",
+      "--max-ksocks-per-user %llu, no HELLO in time %llu, stalled %llu; "
+      "held %llu bytes for %zu users (queued %llu, set aside %llu, requests %llu, bindings "
+      "%llu, writing %llu, input %llu, output %llu)",
       conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
       static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes),
       static_cast<unsigned long long>(busiest_frames_),
       static_cast<unsigned long long>(busiest_read_),
       static_cast<unsigned long long>(refused_per_user_),
-      static_cast<unsigned long long>(hello_timeouts_), static_cast<unsigned long long>(stalls_));
+      static_cast<unsigned long long>(hello_timeouts_), static_cast<unsigned long long>(stalls_),
+      static_cast<unsigned long long>(ledger_.total()), ledger_.users(), held(Charge::kQueued),
+      held(Charge::kSetAside), held(Charge::kRequests), held(Charge::kBindings),
+      held(Charge::kWriting), held(Charge::kInput), held(Charge::kOutput));
 }
 
 }  // namespace kbus::daemon

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/bus.hpp"
+#include "core/ledger.hpp"
 #include "core/user_quota.hpp"
 #include "daemon/access.hpp"
 #include "daemon/readiness.hpp"
@@ -56,6 +57,11 @@ struct Config {
   std::uint32_t max_ksocks_per_user = kPerUserAuto;
   std::uint32_t stall_timeout_ms = 30000;
   std::uint32_t hello_timeout_ms = 5000;
+  // docs/reliability.md §4, docs/decisions.md D28: bytes held per user and
+  // in all (core/ledger.hpp); members of this group (and root) get
+  // ledger.per_privileged and are never refused for the total.
+  core::LedgerLimits ledger;
+  std::optional<gid_t> privileged_group;
   // docs/reliability.md §5: the bus sockets' owner, group and mode, and the
   // user to become once they exist.
   SocketAccess socket_access;
@@ -131,6 +137,11 @@ class Daemon {
   void close_connection(Connection& c, const char* why);
   int check_stalled();  // cuts off stalled clients; ms to the next check, -1: none
   int check_hello();    // closes connections silent past hello_timeout_ms; the same
+  // docs/decisions.md D28: charges c's buffers to its user. Input beyond
+  // kFreeInput that the user cannot pay for: false (the caller closes c).
+  bool charge_input(Connection& c);
+  void charge_output(Connection& c);
+  void release_buffers(Connection& c);
 
   // handlers.cpp
   void dispatch(Connection& c, std::uint32_t op, std::string_view payload);
@@ -172,9 +183,21 @@ class Daemon {
   KBUS_HANDLER(op_send_batch);
   KBUS_HANDLER(op_read_batch);
   KBUS_HANDLER(op_poll_fd);
+  KBUS_HANDLER(op_bindings_part);
+  KBUS_HANDLER(op_stats_part);
 #undef KBUS_HANDLER
   void next_read(Connection& c, BusEntry& be, std::string_view payload, bool wait);
   void send_and_wait(Connection& c, BusEntry& be, std::string_view payload, bool answer_only);
+  template <protocol::Op O>
+  void report_part(Connection& c, std::string_view payload);
+  Result<std::uint32_t> whole_report(Connection& c, bool stats);
+  // docs/protocol.md §4.8: the longest BINDINGS/STATS reply, and part.
+  static constexpr std::size_t kWholeReportMax = std::size_t{4} << 20;
+  static constexpr std::size_t kReportPartMax = 64 * 1024;
+  // docs/reliability.md §4: queue insertions one SENDBATCH frame may cause
+  // before its remaining messages are left for the client to send again.
+  static constexpr std::uint64_t kBatchFanoutPerFrame = 16 * 1024;
+  void log_refused_bind(const Connection& c, core::Bus& bus);
 
   Config cfg_;
   util::Fd epoll_fd_;
@@ -209,6 +232,8 @@ class Daemon {
   std::uint64_t refused_per_user_ = 0;
   std::uint64_t hello_timeouts_ = 0;
   std::uint64_t stalls_ = 0;
+  core::Ledger ledger_;
+  std::map<std::uint32_t, bool> privileged_checked_;  // uid -> in --privileged-group
 };
 
 }  // namespace kbus::daemon

@@ -75,7 +75,7 @@ Result<std::uint32_t> reply_in_place(std::string& out, Fill&& fill) {
 
 const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
   static const auto table = [] {
-    std::array<Handler, 78> t{};
+    std::array<Handler, 80> t{};  // every Op below 80
     auto set = [&t](Op o, Handler h) { t[static_cast<std::uint32_t>(o)] = h; };
     set(Op::kReset, &Daemon::op_reset);
     set(Op::kBind, &Daemon::op_bind);
@@ -109,6 +109,8 @@ const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
     set(Op::kReadBatch, &Daemon::op_read_batch);
     set(Op::kPollFd, &Daemon::op_poll_fd);
     set(Op::kMonitor, &Daemon::op_monitor);
+    set(Op::kBindingsPart, &Daemon::op_bindings_part);
+    set(Op::kStatsPart, &Daemon::op_stats_part);
     return t;
   }();
   if (op >= table.size() || table[op] == nullptr) return nullptr;
@@ -160,6 +162,14 @@ void Daemon::hello(Connection& c, std::string_view payload) {
     opts.can_write = (a.mode & protocol::kModeWrite) != 0;
     opts.header_len = a.header_len;
     opts.pid = c.pid;
+    opts.uid = c.uid;
+    // docs/reliability.md §4: --privileged-group members get the larger
+    // budget (root always has it); looked up once per uid.
+    if (cfg_.privileged_group && c.uid != 0 && !privileged_checked_.count(c.uid)) {
+      const bool in = user_in_group(c.uid, *cfg_.privileged_group);
+      privileged_checked_[c.uid] = in;
+      ledger_.set_privileged(c.uid, in);
+    }
     auto k = be.bus->try_open(opts);
     if (!k.ok()) {
       err = k.error();
@@ -251,7 +261,24 @@ void Daemon::op_bind(Connection& c, BusEntry& be, std::string_view payload) {
   protocol::BindArgs a;
   if (!decode_or_efault<Op::kBind>(c.out, payload, a)) return;
   const Result<void> r = be.bus->bind(c.ksock, a.is_replier, a.name);
+  if (!r.ok() && r.error() == Errc::enomem) log_refused_bind(c, *be.bus);
   protocol::append_reply<Op::kBind>(c.out, r.ok() ? 0 : status_of(r.error()));
+}
+
+// docs/decisions.md D28: why the core refused a BIND with ENOMEM.
+void Daemon::log_refused_bind(const Connection& c, core::Bus& bus) {
+  const std::uint32_t max = bus.limits().max_bindings_per_ksock;
+  if (max != 0 && bus.binding_count(c.ksock) >= max) {
+    log_client(c, "BIND refused with ENOMEM: the Ksock already has " + std::to_string(max) +
+                      " bindings (--max-bindings-per-ksock)");
+    return;
+  }
+  const std::uint64_t budget = ledger_.budget(c.uid);
+  log_client(c, "BIND refused with ENOMEM: uid " + std::to_string(c.uid) + " holds " +
+                    std::to_string(ledger_.used(c.uid)) + " bytes (--max-bytes-per-user " +
+                    std::to_string(budget) + ", --max-bytes-total " +
+                    std::to_string(ledger_.limits().total) + ", all users " +
+                    std::to_string(ledger_.total()) + ")");
 }
 
 void Daemon::op_unbind(Connection& c, BusEntry& be, std::string_view payload) {
@@ -435,18 +462,82 @@ void Daemon::next_read(Connection& c, BusEntry& be, std::string_view payload, bo
   }
 }
 
+// BINDINGS and STATS in one reply, for clients older than BINDINGSPART:
+// built straight into the reply, and only up to kWholeReportMax bytes
+// (docs/protocol.md §4.8); a longer report is -EMSGSIZE, with a log line.
 void Daemon::op_bindings(Connection& c, BusEntry&, std::string_view payload) {
   protocol::NoArgs a;
   if (!decode_or_efault<Op::kBindings>(c.out, payload, a)) return;
-  const std::string text = report(false);
-  protocol::append_reply<Op::kBindings>(c.out, static_cast<std::int32_t>(text.size()), {text});
+  (void)reply_in_place(c.out, [&] { return whole_report(c, false); });
 }
 
 void Daemon::op_stats(Connection& c, BusEntry&, std::string_view payload) {
   protocol::NoArgs a;
   if (!decode_or_efault<Op::kStats>(c.out, payload, a)) return;
-  const std::string text = report(true);
-  protocol::append_reply<Op::kStats>(c.out, static_cast<std::int32_t>(text.size()), {text});
+  (void)reply_in_place(c.out, [&] { return whole_report(c, true); });
+}
+
+Result<std::uint32_t> Daemon::whole_report(Connection& c, bool stats) {
+  const std::size_t start = c.out.size();
+  for (const BusEntry& b : buses_) {
+    std::uint64_t pos = core::Bus::kReportStart;
+    for (;;) {
+      const std::size_t room = kWholeReportMax - std::min(kWholeReportMax, c.out.size() - start);
+      const bool done = stats ? b.bus->append_stats_part(pos, room, c.out)
+                              : b.bus->append_bindings_part(pos, room, c.out);
+      if (done) break;
+      if (c.out.size() - start >= kWholeReportMax) {
+        log_client(c, std::string(stats ? "STATS" : "BINDINGS") + " report longer than " +
+                          std::to_string(kWholeReportMax) +
+                          " bytes: refused with EMSGSIZE (a newer client reads it in parts)");
+        return Errc::emsgsize;
+      }
+    }
+  }
+  return static_cast<std::uint32_t>(c.out.size() - start);
+}
+
+void Daemon::op_bindings_part(Connection& c, BusEntry&, std::string_view payload) {
+  report_part<Op::kBindingsPart>(c, payload);
+}
+
+void Daemon::op_stats_part(Connection& c, BusEntry&, std::string_view payload) {
+  report_part<Op::kStatsPart>(c, payload);
+}
+
+// docs/protocol.md §4.8: one part of the report, at most about
+// kReportPartMax bytes, and where the next one starts.
+template <Op O>
+void Daemon::report_part(Connection& c, std::string_view payload) {
+  protocol::ReportPartArgs a;
+  if (!decode_or_efault<O>(c.out, payload, a)) return;
+  if (a.bus >= buses_.size()) {
+    protocol::append_error(c.out, EINVAL);
+    return;
+  }
+  const std::size_t max = std::clamp<std::size_t>(a.max_bytes, 1, kReportPartMax);
+  const std::size_t at = protocol::begin_frame(c.out, 0);
+  const std::size_t head = c.out.size();
+  protocol::put_u32(c.out, 0);  // next_bus and next_pos, set below
+  protocol::put_u32(c.out, 0);
+  protocol::put_u32(c.out, 0);
+  const std::size_t text = c.out.size();
+  std::uint32_t bus = a.bus;
+  std::uint64_t pos = a.pos;
+  while (bus != protocol::kReportDone && c.out.size() - text < max) {
+    const core::Bus& b = *buses_[bus].bus;
+    const std::size_t room = max - (c.out.size() - text);
+    const bool done = O == Op::kStatsPart ? b.append_stats_part(pos, room, c.out)
+                                          : b.append_bindings_part(pos, room, c.out);
+    if (!done) break;
+    pos = protocol::kReportFirst;
+    bus = bus + 1 < buses_.size() ? bus + 1 : protocol::kReportDone;
+  }
+  util::put_u32_at(c.out.data() + head, bus);
+  util::put_u32_at(c.out.data() + head + 4, static_cast<std::uint32_t>(pos));
+  util::put_u32_at(c.out.data() + head + 8, static_cast<std::uint32_t>(pos >> 32));
+  protocol::set_frame_word(c.out, at, static_cast<std::uint32_t>(c.out.size() - text));
+  protocol::end_frame(c.out, at);
 }
 
 void Daemon::op_request(Connection& c, BusEntry& be, std::string_view payload) {
@@ -480,7 +571,11 @@ void Daemon::send_and_wait(Connection& c, BusEntry& be, std::string_view payload
 }
 
 // docs/protocol.md §4.6: each item as SENDMSG, in order, stopping at the
-// first failure; the framing of all of them is checked first.
+// first failure; the framing of all of them is checked first. Once the
+// items sent have made kBatchFanoutPerFrame queue insertions (a name bound
+// thousands of times), the rest are left unsent with status 0: the client
+// sends them again in a new frame, which waits its turn behind the others
+// (docs/reliability.md §4).
 void Daemon::op_send_batch(Connection& c, BusEntry& be, std::string_view payload) {
   protocol::BatchItems items;
   if (!decode_or_efault<Op::kSendBatch>(c.out, payload, items)) return;
@@ -490,7 +585,9 @@ void Daemon::op_send_batch(Connection& c, BusEntry& be, std::string_view payload
   Errc err = Errc::ok;
   std::uint32_t attempted = 0;
   std::string_view m;
-  while (err == Errc::ok && items.next(m)) {
+  const std::uint64_t work_before = be.bus->fanout();
+  while (err == Errc::ok && (attempted == 0 || be.bus->fanout() - work_before < kBatchFanoutPerFrame) &&
+         items.next(m)) {
     ++attempted;
     auto w = be.bus->write(c.ksock, m);
     MessageId id;

@@ -33,7 +33,7 @@ namespace kbus::daemon {
 bool Daemon::add_bus() {
   const auto number = static_cast<std::uint32_t>(buses_.size());
   BusEntry b;
-  b.bus = std::make_unique<core::Bus>(number, cfg_.limits);
+  b.bus = std::make_unique<core::Bus>(number, cfg_.limits, &ledger_);
   const std::string name = "kbus" + std::to_string(number);
   b.path = cfg_.dir + "/" + name;
   if (b.path.size() >= sizeof(sockaddr_un::sun_path)) {  // clients connect by this path

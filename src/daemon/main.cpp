@@ -8,9 +8,10 @@
 
 namespace {
 
-// What --mode, --owner, --group and --user say, resolved after parsing.
+// What --mode, --owner, --group, --user and --privileged-group say,
+// resolved after parsing.
 struct AccessNames {
-  std::string mode = "0666", owner, group, user;
+  std::string mode = "0666", owner, group, user, privileged_group;
 };
 
 void add_general_options(CLI::App& app, kbus::daemon::Config& cfg) {
@@ -49,7 +50,7 @@ void add_access_options(CLI::App& app, AccessNames& names) {
       ->group("Access");
 }
 
-void add_limit_options(CLI::App& app, kbus::daemon::Config& cfg) {
+void add_limit_options(CLI::App& app, kbus::daemon::Config& cfg, AccessNames& names) {
   // Resource limits (docs/reliability.md §4); 0 means no limit.
   app.add_option("--max-ksocks-per-bus", cfg.limits.max_ksocks,
                  "Ksocks open at once on one bus; more are refused with ENFILE (0: no limit)")
@@ -88,6 +89,30 @@ void add_limit_options(CLI::App& app, kbus::daemon::Config& cfg) {
       ->default_val(cfg.max_frame_len)
       ->check(CLI::Range(1024u, 64u << 20))
       ->group("Limits");
+  // Budgets (docs/reliability.md §4, docs/decisions.md D28).
+  app.add_option("--max-bytes-per-user", cfg.ledger.per_user,
+                 "bytes kbusd may hold on behalf of one uid (queued messages, bindings, "
+                 "outstanding requests, buffers); beyond it sends to its Ksocks find them full, "
+                 "its Requests fail ENOLCK, its binds ENOMEM (0: no limit)")
+      ->default_val(cfg.ledger.per_user)
+      ->group("Limits");
+  app.add_option("--max-bytes-total", cfg.ledger.total,
+                 "bytes kbusd may hold for all users together; beyond it ordinary users are "
+                 "refused as at --max-bytes-per-user (0: no limit)")
+      ->default_val(cfg.ledger.total)
+      ->group("Limits");
+  app.add_option("--max-bytes-privileged", cfg.ledger.per_privileged,
+                 "the budget of root and of --privileged-group members, who are never refused "
+                 "for --max-bytes-total (0: no limit)")
+      ->default_val(cfg.ledger.per_privileged)
+      ->group("Limits");
+  app.add_option("--privileged-group", names.privileged_group,
+                 "members of this group (name or gid) get --max-bytes-privileged")
+      ->group("Limits");
+  app.add_option("--max-bindings-per-ksock", cfg.limits.max_bindings_per_ksock,
+                 "bindings one Ksock may hold; BIND beyond it fails with ENOMEM (0: no limit)")
+      ->default_val(cfg.limits.max_bindings_per_ksock)
+      ->group("Limits");
 }
 
 // Resolves the access names and checks what CLI11 cannot; false (with a
@@ -122,6 +147,14 @@ bool finish_config(kbus::daemon::Config& cfg, const AccessNames& names) {
       return false;
     }
   }
+  if (!names.privileged_group.empty()) {
+    cfg.privileged_group = kbus::daemon::lookup_group(names.privileged_group);
+    if (!cfg.privileged_group) {
+      std::fprintf(stderr, "kbusd: --privileged-group: no such group: %s\n",
+                   names.privileged_group.c_str());
+      return false;
+    }
+  }
   if (cfg.limits.max_msg_size < 100 || cfg.limits.max_msg_size > cfg.limits.abs_max_msg_size) {
     std::fprintf(stderr, "kbusd: --max-msg-size must be between 100 and --abs-max-msg-size\n");
     return false;
@@ -152,7 +185,7 @@ int main(int argc, char** argv) {
   AccessNames names;
   add_general_options(app, cfg);
   add_access_options(app, names);
-  add_limit_options(app, cfg);
+  add_limit_options(app, cfg, names);
   CLI11_PARSE(app, argc, argv);
   if (!finish_config(cfg, names)) return 2;
   kbus::daemon::Daemon d(cfg);

@@ -75,6 +75,8 @@ const char* op_name(std::uint32_t op) noexcept {
     case Op::kReadBatch: return "READBATCH";
     case Op::kPollFd: return "POLLFD";
     case Op::kMonitor: return "MONITOR";
+    case Op::kBindingsPart: return "BINDINGSPART";
+    case Op::kStatsPart: return "STATSPART";
   }
   return "unknown";
 }

@@ -52,6 +52,8 @@ enum class Op : std::uint32_t {
   kReadBatch = 75,
   kPollFd = 76,
   kMonitor = 77,  // docs/decisions.md D25
+  kBindingsPart = 78,
+  kStatsPart = 79,
 };
 
 // The operation's name as docs/protocol.md writes it ("BIND", "READBATCH"),

@@ -112,6 +112,39 @@ bool decode(std::string_view p, BatchItems& a) {
   return true;
 }
 
+// docs/protocol.md §4.8: the position travels as two u32, low word first.
+void encode(std::string& out, const ReportPartArgs& a) {
+  put_u32(out, a.bus);
+  put_u32(out, static_cast<std::uint32_t>(a.pos));
+  put_u32(out, static_cast<std::uint32_t>(a.pos >> 32));
+  put_u32(out, a.max_bytes);
+}
+
+void encode(std::string& out, const ReportPartValue& v) {
+  put_u32(out, v.next_bus);
+  put_u32(out, static_cast<std::uint32_t>(v.next_pos));
+  put_u32(out, static_cast<std::uint32_t>(v.next_pos >> 32));
+  out.append(v.bytes);
+}
+
+bool decode(std::string_view p, ReportPartArgs& a) {
+  PayloadReader in(p);
+  a.bus = in.u32();
+  const std::uint64_t lo = in.u32();
+  const std::uint64_t hi = in.u32();
+  a.pos = lo | (hi << 32);
+  a.max_bytes = in.u32();
+  return in.done();
+}
+
+bool decode(std::string_view p, ReportPartValue& v) {
+  if (p.size() < 12) return false;
+  v.next_bus = get_u32(p.data());
+  v.next_pos = get_u32(p.data() + 4) | (std::uint64_t{get_u32(p.data() + 8)} << 32);
+  v.bytes = p.substr(12);
+  return true;
+}
+
 bool decode(std::string_view p, Empty&) { return p.empty(); }
 
 bool decode(std::string_view p, U32Value& v) {

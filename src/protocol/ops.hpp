@@ -74,6 +74,16 @@ struct ReadBatchArgs {
   std::uint32_t max_bytes = 0;
   std::uint32_t wait = 0;
 };
+// BINDINGSPART, STATSPART (docs/protocol.md §4.8): the report from bus
+// `bus` at position `pos` (kReportFirst: from its start), about max_bytes
+// of it (at least one line; the daemon caps it).
+struct ReportPartArgs {
+  std::uint32_t bus = 0;
+  std::uint64_t pos = 0;
+  std::uint32_t max_bytes = 0;
+};
+constexpr std::uint64_t kReportFirst = ~std::uint64_t{0};
+constexpr std::uint32_t kReportDone = 0xFFFFFFFF;  // next_bus when complete
 // SENDBATCH: (u32 len, len bytes) repeated. Decoding checks the framing of
 // every item and counts them; next() then walks them in order.
 struct BatchItems {
@@ -103,6 +113,11 @@ struct IdBytesValue {  // REQUEST, SENDWAIT: the id sent, then the message (if a
   MessageId id;
   std::string_view bytes;
 };
+struct ReportPartValue {  // BINDINGSPART, STATSPART: where the next part starts
+  std::uint32_t next_bus = kReportDone;
+  std::uint64_t next_pos = 0;
+  std::string_view bytes;  // this part's text
+};
 struct BatchIdsValue {  // SENDBATCH: count, then count ids
   std::uint32_t count = 0;
   std::string_view ids;  // count * 8 bytes
@@ -123,6 +138,8 @@ void encode(std::string& out, const NameArg& a);
 void encode(std::string& out, const HelloArgs& a);
 inline void encode(std::string& out, const RawBytes& a) { out.append(a.bytes); }
 void encode(std::string& out, const ReadBatchArgs& a);
+void encode(std::string& out, const ReportPartArgs& a);
+void encode(std::string& out, const ReportPartValue& v);
 inline void encode(std::string& out, const BatchItems& a) { out.append(a.items); }
 inline void encode(std::string&, const Empty&) {}
 inline void encode(std::string& out, const U32Value& v) { put_u32(out, v.value); }
@@ -139,6 +156,8 @@ void encode(std::string& out, const BatchIdsValue& v);
 [[nodiscard]] bool decode(std::string_view p, HelloArgs& a);
 [[nodiscard]] bool decode(std::string_view p, RawBytes& a);
 [[nodiscard]] bool decode(std::string_view p, ReadBatchArgs& a);
+[[nodiscard]] bool decode(std::string_view p, ReportPartArgs& a);
+[[nodiscard]] bool decode(std::string_view p, ReportPartValue& v);
 [[nodiscard]] bool decode(std::string_view p, BatchItems& a);
 [[nodiscard]] bool decode(std::string_view p, Empty&);
 [[nodiscard]] bool decode(std::string_view p, U32Value& v);
@@ -183,6 +202,8 @@ KBUS_CODEC(kNextRead, NoArgs, BytesValue);
 KBUS_CODEC(kWaitRead, NoArgs, BytesValue);
 KBUS_CODEC(kBindings, NoArgs, BytesValue);
 KBUS_CODEC(kStats, NoArgs, BytesValue);
+KBUS_CODEC(kBindingsPart, ReportPartArgs, ReportPartValue);
+KBUS_CODEC(kStatsPart, ReportPartArgs, ReportPartValue);
 KBUS_CODEC(kRequest, RawBytes, IdBytesValue);
 KBUS_CODEC(kSendWait, RawBytes, IdBytesValue);
 KBUS_CODEC(kSendBatch, BatchItems, BatchIdsValue);

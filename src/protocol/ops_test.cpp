@@ -274,6 +274,31 @@ TEST(OpsRoundTrip, RequestReplyIsIdThenMessage) {  // docs/protocol.md §4.5
   EXPECT_FALSE(decode(early.payload.substr(0, 7), v));
 }
 
+// docs/protocol.md §4.3: BINDINGSPART/STATSPART carry a u64 position as two
+// u32, low word first, in the request and in the reply.
+TEST(OpsRoundTrip, ReportPartsCarryWhereTheNextPartStarts) {
+  const std::string out = req<Op::kBindingsPart>({2, 0x0000000500000007ull, 65536});
+  const Frame f = split(out);
+  EXPECT_EQ(f.word, static_cast<std::uint32_t>(Op::kBindingsPart));
+  EXPECT_EQ(f.payload, std::string("\x02\0\0\0\x07\0\0\0\x05\0\0\0\0\0\x01\0", 16));
+  ReportPartArgs a;
+  ASSERT_TRUE(decode_request<Op::kStatsPart>(f.payload, a));
+  EXPECT_EQ(a.bus, 2u);
+  EXPECT_EQ(a.pos, 0x0000000500000007ull);
+  EXPECT_EQ(a.max_bytes, 65536u);
+
+  const std::string text = "# header\n";
+  const std::string r = rep<Op::kStatsPart>(static_cast<std::int32_t>(text.size()),
+                                            {kReportDone, kReportFirst, text});
+  const Frame g = split(r);
+  ReportPartValue v;
+  ASSERT_TRUE(decode_reply<Op::kStatsPart>(g.payload, v));
+  EXPECT_EQ(v.next_bus, kReportDone);
+  EXPECT_EQ(v.next_pos, kReportFirst);
+  EXPECT_EQ(v.bytes, text);
+  EXPECT_FALSE(decode(g.payload.substr(0, 11), v));  // shorter than where-next
+}
+
 // docs/protocol.md §2: a payload too short or too long for its op is refused
 // (-EFAULT in the daemon), for every fixed-size shape.
 template <typename T>
@@ -296,6 +321,7 @@ TEST(OpsBounds, FixedShapesRefuseWrongSizes) {
   expect_exact(NameArg{"$.Fred"});
   expect_exact(HelloArgs{1, 3, 88});
   expect_exact(ReadBatchArgs{1, 0, 0});
+  expect_exact(ReportPartArgs{0, kReportFirst, 1});
   expect_exact(Empty{});
   expect_exact(U32Value{9});
   expect_exact(IdValue{MessageId{1, 2}});
