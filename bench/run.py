@@ -435,6 +435,13 @@ def run_mode(r, mode, build, work, sz):
                       dict(rt, system='kbus C++ send+wait+read'))
                 J.run(mode, prefix, [B + '/kbus_bench_c', 'rtt'] + K + P + it,
                       dict(rt, system='kbus C send+wait+read'))
+                # The same calls without the shared-memory receive queue
+                # (docs/protocol.md §7): before and after, in one run.
+                J.run(mode, prefix, ['env', 'KBUS_TRANSPORT=socket', B + '/kbus_bench_c', 'rtt']
+                      + K + P + it, dict(rt, system='kbus C send+wait+read, socket only'))
+                J.run(mode, prefix, ['env', 'KBUS_TRANSPORT=socket', B + '/kbus_bench_kbus', 'rtt',
+                                     '--calls', 'generic'] + K + P + it,
+                      dict(rt, system='kbus C++ send+wait+read, socket only'))
                 J.run(mode, prefix, py + ['rtt', '--calls', 'generic'] + K + P + slow,
                       dict(rt, system='kbus Python send+wait+read'))
                 J.run(mode, prefix, py + ['rtt', '--calls', 'request'] + K + P + slow,

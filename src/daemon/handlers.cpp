@@ -75,7 +75,7 @@ Result<std::uint32_t> reply_in_place(std::string& out, Fill&& fill) {
 
 const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
   static const auto table = [] {
-    std::array<Handler, 77> t{};
+    std::array<Handler, 78> t{};
     auto set = [&t](Op o, Handler h) { t[static_cast<std::uint32_t>(o)] = h; };
     set(Op::kReset, &Daemon::op_reset);
     set(Op::kBind, &Daemon::op_bind);
@@ -108,6 +108,7 @@ const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
     set(Op::kSendBatch, &Daemon::op_send_batch);
     set(Op::kReadBatch, &Daemon::op_read_batch);
     set(Op::kPollFd, &Daemon::op_poll_fd);
+    set(Op::kShmRing, &Daemon::op_shm_ring);
     return t;
   }();
   if (op >= table.size() || table[op] == nullptr) return nullptr;
@@ -126,6 +127,7 @@ void Daemon::dispatch(Connection& c, std::uint32_t op, std::string_view payload)
   }
   BusEntry& be = buses_[c.bus];
   if (cfg_.log_ops || be.bus->verbose_on()) log_client(c, "op " + std::to_string(op));
+  shm_before_op(be, op);  // the clients' read positions, before the bus changes
   if (const Handler* h = handler_for(op))
     (this->**h)(c, be, payload);
   else

@@ -51,6 +51,7 @@ enum class Op : std::uint32_t {
   kSendBatch = 74,
   kReadBatch = 75,
   kPollFd = 76,
+  kShmRing = 77,  // docs/protocol.md §7: the shared-memory receive queue
 };
 
 // HELLO mode bits.
