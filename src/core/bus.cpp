@@ -580,8 +580,6 @@ bool Bus::peek_queued(KsockId id, std::size_t i, MessageId& msg_id, std::uint32_
   return true;
 }
 
-std::size_t Bus::queue_length(KsockId id) const { return ks(id).queue.size(); }
-
 Result<std::uint32_t> Bus::read(KsockId id, std::uint32_t max_count, std::string& out) {
   Ksock& k = ks(id);
   if (!k.can_read) return Errc::ebadf;

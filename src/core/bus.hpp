@@ -132,8 +132,6 @@ class Bus {
   // ABI appended to it. False if k's queue holds i messages or fewer.
   bool peek_queued(KsockId k, std::size_t i, MessageId& id, std::uint32_t& flags,
                    std::string* entire) const;
-  // Messages in k's queue proper (num_msgs also counts set-aside events).
-  std::size_t queue_length(KsockId k) const;
   // Some Ksock waits to send (ALL_OR_WAIT, §5.2): a pop anywhere may let it on.
   bool has_pending_senders() const noexcept { return !pending_senders_.empty(); }
 

@@ -105,7 +105,9 @@ void Daemon::shm_mirror(Connection& c, core::Bus& bus) {
     ring.append(id, flags, entire);
   }
   std::uint32_t ring_flags = 0;
-  if (bus.queue_length(c.ksock) > mirrored.size()) ring_flags |= shm::kNotifyWhenEmpty;
+  // More queued than the ring shows, or set-aside events (§8.4) that a pop
+  // moves into the queue: the client says when it has emptied the ring.
+  if (bus.num_msgs(c.ksock) > mirrored.size()) ring_flags |= shm::kNotifyWhenEmpty;
   if (bus.has_pending_senders()) ring_flags |= shm::kNotifyEach;
   const int tokens = ring.publish(ring_flags);
   if (tokens > 0)

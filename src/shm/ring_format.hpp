@@ -21,7 +21,7 @@
 //           before a freeze always fails (no ABA).
 //   write   (kbusd) W, messages published (mod 2^32); W - R <= kSlotCount.
 //   flags   (kbusd) kNotifyWhenEmpty: the core queue holds more than the
-//           ring shows; kNotifyEach: a sender waits for room (ALL_OR_WAIT).
+//           ring shows (or set-aside events, §8.4); kNotifyEach: a sender waits for room (ALL_OR_WAIT).
 //           The client then tells kbusd (any operation; it uses NUMMSGS).
 // kbusd reads only `state` (validated: the generation must be its own, busy
 // clear, and R may advance by at most the messages it published). A client

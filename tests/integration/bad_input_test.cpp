@@ -62,7 +62,7 @@ class BadInputTest : public KbusTest {
 
 TEST_F(BadInputTest, UnknownOperationIsENOTTYAndTheConnectionStaysUsable) {
   auto c = raw();
-  for (std::uint32_t op : {0u, 19u, 63u, 77u, 999u, 0xFFFFFFFFu}) {
+  for (std::uint32_t op : {0u, 19u, 63u, 78u, 999u, 0xFFFFFFFFu}) {
     ASSERT_TRUE(c->send_frame(op, "junk"));
     auto r = c->read_reply();
     ASSERT_TRUE(r) << op;
