@@ -139,8 +139,8 @@ class Connection {
     if (ring_state_.load(std::memory_order_acquire) == 0) (void)try_poll_fd();
     return ring_state_.load(std::memory_order_acquire) == 1 ? ring_.get() : nullptr;
   }
-  // The poll fd's sending end (kbusd's), for RingReader::settle_tokens.
-  int ring_send_end() const noexcept { return ring_send_.get(); }
+  // kbusd has hung up (the connection, polled without waiting).
+  bool daemon_gone() const noexcept;
 
   // Pointy message support (KBUS-SPEC.md §3.4): name+data kept for SEND.
   // Per connection, as the daemon's write parser is.
@@ -204,7 +204,6 @@ class Connection {
   std::mutex ring_mu_;                 // setup_ring
   std::atomic<int> ring_state_{0};     // 0 not yet tried, 1 on, 2 socket only
   std::unique_ptr<shm::RingReader> ring_;
-  util::Fd ring_send_;
 
   // The reader's own (reading_ set).
   protocol::InputBuffer rbuf_;

@@ -497,13 +497,23 @@ std::optional<Result<std::optional<Message>>> ring_read(Connection& c) {
   switch (ring->take(bytes, flags, last)) {
     case shm::Take::message:
       break;
-    case shm::Take::empty:
+    case shm::Take::empty: {
+      // As NEXTREAD would: ECONNRESET if kbusd has gone (its end of the
+      // poll fd closed), else nothing.
+      if (c.daemon_gone()) return Result<std::optional<Message>>(Errc::econnreset);
       return Result<std::optional<Message>>(std::optional<Message>{});
+    }
     case shm::Take::busy:
     case shm::Take::too_big:
       return std::nullopt;
   }
-  if (last) ring->settle_tokens(c.poll_fd(), c.ring_send_end());
+  if (last && ring->settle_tokens(c.poll_fd())) {
+    // A message came while the tokens were taken back: kbusd sends one.
+    std::string frame;
+    protocol::append_request<Op::kShmRing>(frame, {3});
+    auto told = c.call_frame(frame);
+    if (!told) return Result<std::optional<Message>>(told.error());
+  }
   if ((flags & shm::kNotifyEach) || ((flags & shm::kNotifyWhenEmpty) && last)) {
     auto told = c.call(Op::kNumMsgs);
     if (!told) return Result<std::optional<Message>>(told.error());

@@ -4,10 +4,11 @@
 // Negotiated, so that every combination works: a kbusd that does not know
 // SHMRING answers ENOTTY and the Ksock stays socket-only, as does one whose
 // client sets KBUS_TRANSPORT=socket. The steps: SHMRING 1 (kbusd makes the
-// ring and sends the memfd and the poll fd's sending end, with one byte,
-// through the poll fd), the client maps it, SHMRING 2 (kbusd starts
-// mirroring the queue into it; readability is its tokens from then on).
+// ring and sends the memfd, with one byte, through the poll fd), the client
+// maps it, SHMRING 2 (kbusd starts mirroring the queue into it;
+// readability is its tokens from then on).
 // Any failure after SHMRING 1 is undone with SHMRING 0.
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,11 +23,11 @@ namespace kbus::client {
 
 namespace {
 
-// The byte kbusd sent with the two descriptors; false if it is not there.
-bool receive_ring_fds(int poll_fd, int& memfd, int& send_end) {
+// The byte kbusd sent with the memfd; false if it is not there.
+bool receive_ring_fd(int poll_fd, int& memfd) {
   char byte = 0;
   iovec iov{&byte, 1};
-  alignas(cmsghdr) char ctl[CMSG_SPACE(2 * sizeof(int))] = {};
+  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
@@ -35,7 +36,7 @@ bool receive_ring_fds(int poll_fd, int& memfd, int& send_end) {
   if (::recvmsg(poll_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1) return false;
   cmsghdr* cm = CMSG_FIRSTHDR(&mh);
   if (cm == nullptr || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
-      cm->cmsg_len != CMSG_LEN(2 * sizeof(int))) {
+      cm->cmsg_len != CMSG_LEN(sizeof(int))) {
     if (cm && cm->cmsg_type == SCM_RIGHTS) {  // close whatever came
       const std::size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (std::size_t i = 0; i < n; ++i) {
@@ -46,10 +47,7 @@ bool receive_ring_fds(int poll_fd, int& memfd, int& send_end) {
     }
     return false;
   }
-  int fds[2];
-  std::memcpy(fds, CMSG_DATA(cm), sizeof fds);
-  memfd = fds[0];
-  send_end = fds[1];
+  std::memcpy(&memfd, CMSG_DATA(cm), sizeof memfd);
   return byte == 'S';
 }
 
@@ -76,22 +74,24 @@ void Connection::setup_ring() noexcept {
     return r && r->status >= 0;
   };
   if (!shm_call(1)) return;  // an older kbusd (ENOTTY), or none to spare
-  int memfd = -1, send_end = -1;
-  if (!receive_ring_fds(pfd, memfd, send_end)) {
+  int memfd = -1;
+  if (!receive_ring_fd(pfd, memfd)) {
     if (memfd >= 0) ::close(memfd);
-    if (send_end >= 0) ::close(send_end);
     (void)shm_call(0);
     return;
   }
-  util::Fd send(send_end);
   auto reader = shm::RingReader::attach(memfd);
   if (!reader || !shm_call(2)) {
     (void)shm_call(0);
     return;
   }
   ring_ = std::move(reader);
-  ring_send_ = std::move(send);
   result = 1;
+}
+
+bool Connection::daemon_gone() const noexcept {
+  pollfd p{sock_, 0, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
 }  // namespace kbus::client

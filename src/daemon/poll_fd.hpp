@@ -31,9 +31,8 @@ class PollFd {
   // reads before anything the daemon sends later (SHMRING, protocol §8).
   bool send_fds(const int* fds, int count);
   // Shared-memory receive queue (docs/protocol.md §7): readability is then
-  // tokens, sent and taken back by kbusd and the client alike. The sending
-  // end (handed to the client too), one token, all tokens taken back.
-  int token_end() const noexcept { return b_.get(); }
+  // tokens, sent by kbusd and taken back by kbusd and the client: one
+  // token, all tokens taken back.
   void send_token() noexcept;
   void drain_tokens() noexcept;
   void reset() noexcept;

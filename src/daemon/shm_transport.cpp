@@ -148,9 +148,10 @@ void Daemon::shm_before_close(Connection& c, BusEntry& be) {
   c.ring.reset();
 }
 
-// SHMRING (docs/protocol.md §7): 1 makes the ring and hands its memfd and
-// the poll fd's sending end to the client through the poll fd; 2 (once the
-// client has them) starts mirroring; 0 gives the ring up.
+// SHMRING (docs/protocol.md §7): 1 makes the ring and hands its memfd to
+// the client through the poll fd; 2 (once the client has it) starts
+// mirroring; 3 asks for a token if the ring holds messages; 0 gives the
+// ring up.
 void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) {
   using protocol::Op;
   protocol::U32Arg a;
@@ -175,6 +176,11 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
       c.poll.drain_tokens();  // readability is the ring's tokens from now on
       shm_freeze(c, be);      // published, with the queue's head, when this operation ends
       return protocol::append_reply<Op::kShmRing>(c.out, 0, {shm::kVersion});
+    case 3:
+      // The client took back a token that a publication racing with its
+      // last take had sent (ring_reader.cpp settle_tokens).
+      if (c.ring && !c.ring->mirrored().empty()) c.poll.send_token();
+      return protocol::append_reply<Op::kShmRing>(c.out, 0, {shm::kVersion});
     default:
       return protocol::append_error(c.out, EINVAL);
   }
@@ -189,8 +195,8 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
   }
   // The fds go ahead of any readiness byte (the client reads one byte).
   c.poll.update(false, bus.writable(c.ksock));
-  const int fds[2] = {ring->memfd(), c.poll.token_end()};
-  const bool sent = c.poll.send_fds(fds, 2);
+  const int fds[1] = {ring->memfd()};
+  const bool sent = c.poll.send_fds(fds, 1);
   const int err = errno;
   c.poll.update(bus.readable(c.ksock), bus.writable(c.ksock));
   if (!sent) {

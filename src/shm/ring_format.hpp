@@ -31,9 +31,10 @@
 // is waiting) stays on the Ksock's poll fd, a socket pair: a byte waiting
 // in it (a "token") means readable. kbusd sends a token when it publishes
 // messages into a ring the client had emptied, and takes the tokens back
-// when it empties a ring itself (skip); the client, which also holds the
-// sending end, takes them back when it takes the last message, and sends
-// one again if it then sees a message (the race with a publication).
+// when it empties a ring itself (skip); the client takes them back when it
+// takes the last message, and if it then sees a message (a publication
+// raced with it) asks kbusd for a token (SHMRING 3). The client never holds
+// the sending end, so the poll fd still hangs up when kbusd goes away.
 #pragma once
 
 #include <atomic>

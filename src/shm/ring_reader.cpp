@@ -93,23 +93,14 @@ void drain(int fd) noexcept {
 }
 }  // namespace
 
-void RingReader::settle_tokens(int recv_end, int send_end) const noexcept {
+bool RingReader::settle_tokens(int poll_fd) const noexcept {
+  drain(poll_fd);
   const RingHeader* h = hdr();
-  drain(recv_end);
-  // Each round follows a publication that raced with the last look; kbusd
-  // publishes a bounded number of times while this runs, so it ends.
-  for (int round = 0; round < 64; ++round) {
-    const std::uint64_t s = h->state.load(std::memory_order_seq_cst);
-    if (s & kBusy) return;  // kbusd's publication settles the tokens after us
-    if (h->write.load(std::memory_order_acquire) == state_r(s)) return;  // empty: none
-    const char token = 't';
-    if (::send(send_end, &token, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1) return;
-    // kbusd may have emptied the ring (and taken its tokens) meanwhile.
-    const std::uint64_t s2 = h->state.load(std::memory_order_seq_cst);
-    if (s2 & kBusy) return;
-    if (h->write.load(std::memory_order_acquire) != state_r(s2)) return;  // still there
-    drain(recv_end);
-  }
+  const std::uint64_t s = h->state.load(std::memory_order_seq_cst);
+  // Busy: kbusd froze the ring after the last take, saw it empty, and will
+  // send a token with whatever it publishes.
+  if (s & kBusy) return false;
+  return h->write.load(std::memory_order_acquire) != state_r(s);
 }
 
 }  // namespace kbus::shm

@@ -6,9 +6,8 @@
 // socket (the caller sends NEXTREAD) when kbusd is inside an operation
 // (busy) or the message is longer than a slot. Blocking is the caller's:
 // it polls the Ksock's poll fd, whose tokens the daemon and this reader keep
-// exact (ring_format.hpp): after taking the last message, drain them with
-// the poll fd's receiving end and send one with its sending end if a
-// message is there again (settle_tokens).
+// exact (ring_format.hpp): after taking the last message the reader drains
+// them, and asks kbusd for one if a message is there again (settle_tokens).
 // Safe to use from several threads (one taker at a time).
 #pragma once
 
@@ -47,10 +46,10 @@ class RingReader {
   bool has_message() const noexcept;
   // kbusd is inside an operation, or nothing is published and not taken.
   bool busy_or_empty() const noexcept { return !has_message(); }
-  // After taking the last message: the poll fd's tokens (`recv_end`: the
-  // poll fd; `send_end`: the daemon's end, which kbusd handed over) are
-  // made to match the ring again - none if empty, one if a message came.
-  void settle_tokens(int recv_end, int send_end) const noexcept;
+  // After taking the last message: drains the poll fd's tokens, then looks
+  // again; true if a message came meanwhile (its token may have been
+  // drained too: the caller asks kbusd for one, SHMRING 3).
+  bool settle_tokens(int poll_fd) const noexcept;
 
  private:
   RingHeader* hdr() const noexcept { return static_cast<RingHeader*>(mem_); }
