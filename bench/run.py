@@ -294,6 +294,8 @@ class Runner:
         for line in stdout.splitlines():
             if line.startswith('RESULT '):
                 row = json.loads(line[7:])
+                if placeholder.get('force_system'):  # the same program, another setting
+                    row['system'] = placeholder['system']
                 row['busy'] = round(busy, 2)
                 self.add(mode, row)
                 got = True
@@ -438,10 +440,11 @@ def run_mode(r, mode, build, work, sz):
                 # The same calls without the shared-memory receive queue
                 # (docs/protocol.md §7): before and after, in one run.
                 J.run(mode, prefix, ['env', 'KBUS_TRANSPORT=socket', B + '/kbus_bench_c', 'rtt']
-                      + K + P + it, dict(rt, system='kbus C send+wait+read, socket only'))
+                      + K + P + it, dict(rt, system='kbus C send+wait+read, socket only',
+                                         force_system=True))
                 J.run(mode, prefix, ['env', 'KBUS_TRANSPORT=socket', B + '/kbus_bench_kbus', 'rtt',
                                      '--calls', 'generic'] + K + P + it,
-                      dict(rt, system='kbus C++ send+wait+read, socket only'))
+                      dict(rt, system='kbus C++ send+wait+read, socket only', force_system=True))
                 J.run(mode, prefix, py + ['rtt', '--calls', 'generic'] + K + P + slow,
                       dict(rt, system='kbus Python send+wait+read'))
                 J.run(mode, prefix, py + ['rtt', '--calls', 'request'] + K + P + slow,
