@@ -267,6 +267,8 @@ class Runner:
         if self.args.only and not any(w in ' '.join(argv) + ' ' + placeholder['system']
                                       for w in self.args.only):
             return
+        if any(w in ' '.join(argv) + ' ' + placeholder['system'] for w in self.args.skip):
+            return
         label = '%s %s' % (placeholder['system'], placeholder['test'])
         if placeholder.get('payload'):
             label += ' %d B' % placeholder['payload']
@@ -875,12 +877,15 @@ def main():
     p.add_argument('--quick', action='store_true', help='fewer iterations (a minute or two)')
     p.add_argument('--only', default='', help='run only benchmarks whose command or system '
                    'contains one of these comma-separated words')
+    p.add_argument('--skip', default='', help='leave out benchmarks whose command or system '
+                   'contains one of these comma-separated words (after --only)')
     p.add_argument('--modes', default='default,pinned')
     p.add_argument('--out', default=os.path.join(HERE, 'results'))
     p.add_argument('--no-wait', dest='wait_quiet', action='store_false',
                    help='do not wait for other work on the machine to calm down')
     args = p.parse_args()
     args.only = [w for w in args.only.split(',') if w]
+    args.skip = [w for w in args.skip.split(',') if w]
     build = os.path.abspath(args.build)
     modes = [m for m in args.modes.split(',') if m]
     sz = sizes(args.quick)
