@@ -15,6 +15,7 @@
 //   connection.cpp   one connection: buffers, framing, flushing, back-pressure
 //   poll_fd.cpp      the Ksock's poll fd (a socket pair the daemon drives)
 //   handlers.cpp     one handler per operation, and the blocked receives
+//   shm_transport.cpp the shared-memory receive queues (SHMRING; src/shm)
 #pragma once
 
 #include <cstdint>
