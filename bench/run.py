@@ -267,6 +267,8 @@ class Runner:
         if self.args.only and not any(w in ' '.join(argv) + ' ' + placeholder['system']
                                       for w in self.args.only):
             return
+        if any(w in ' '.join(argv) + ' ' + placeholder['system'] for w in self.args.skip):
+            return
         label = '%s %s' % (placeholder['system'], placeholder['test'])
         if placeholder.get('payload'):
             label += ' %d B' % placeholder['payload']
@@ -294,6 +296,8 @@ class Runner:
         for line in stdout.splitlines():
             if line.startswith('RESULT '):
                 row = json.loads(line[7:])
+                if placeholder.get('force_system'):  # the same program, another setting
+                    row['system'] = placeholder['system']
                 row['busy'] = round(busy, 2)
                 self.add(mode, row)
                 got = True
@@ -435,6 +439,14 @@ def run_mode(r, mode, build, work, sz):
                       dict(rt, system='kbus C++ send+wait+read'))
                 J.run(mode, prefix, [B + '/kbus_bench_c', 'rtt'] + K + P + it,
                       dict(rt, system='kbus C send+wait+read'))
+                # The same calls without the shared-memory receive queue
+                # (docs/protocol.md §7): before and after, in one run.
+                J.run(mode, prefix, ['env', 'KBUS_TRANSPORT=socket', B + '/kbus_bench_c', 'rtt']
+                      + K + P + it, dict(rt, system='kbus C send+wait+read, socket only',
+                                         force_system=True))
+                J.run(mode, prefix, ['env', 'KBUS_TRANSPORT=socket', B + '/kbus_bench_kbus', 'rtt',
+                                     '--calls', 'generic'] + K + P + it,
+                      dict(rt, system='kbus C++ send+wait+read, socket only', force_system=True))
                 J.run(mode, prefix, py + ['rtt', '--calls', 'generic'] + K + P + slow,
                       dict(rt, system='kbus Python send+wait+read'))
                 J.run(mode, prefix, py + ['rtt', '--calls', 'request'] + K + P + slow,
@@ -865,12 +877,15 @@ def main():
     p.add_argument('--quick', action='store_true', help='fewer iterations (a minute or two)')
     p.add_argument('--only', default='', help='run only benchmarks whose command or system '
                    'contains one of these comma-separated words')
+    p.add_argument('--skip', default='', help='leave out benchmarks whose command or system '
+                   'contains one of these comma-separated words (after --only)')
     p.add_argument('--modes', default='default,pinned')
     p.add_argument('--out', default=os.path.join(HERE, 'results'))
     p.add_argument('--no-wait', dest='wait_quiet', action='store_false',
                    help='do not wait for other work on the machine to calm down')
     args = p.parse_args()
     args.only = [w for w in args.only.split(',') if w]
+    args.skip = [w for w in args.skip.split(',') if w]
     build = os.path.abspath(args.build)
     modes = [m for m in args.modes.split(',') if m]
     sz = sizes(args.quick)

@@ -27,7 +27,7 @@ add_library(kbus_cppkbus STATIC ${PROJECT_SOURCE_DIR}/src/cppkbus/cppkbus.cpp)
 target_link_libraries(kbus_cppkbus PUBLIC kbus_capi)
 
 # ---- the libraries ----
-set(KBUS_LIBRARY_LAYERS kbus_core kbus_util kbus_protocol kbus_client kbus_capi kbus_cppkbus)
+set(KBUS_LIBRARY_LAYERS kbus_core kbus_util kbus_shm kbus_protocol kbus_client kbus_capi kbus_cppkbus)
 # The limpet core (src/limpet) under <libkbus/limpet.h> (capi/limpet_api.cpp).
 if(TARGET kbus_limpet_core)
   target_link_libraries(kbus_capi PUBLIC kbus_limpet_core)

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${FUZZ_JOBS:-1}
-targets=(fuzz_frames fuzz_message fuzz_names fuzz_bus)
+targets=(fuzz_frames fuzz_message fuzz_names fuzz_bus fuzz_shm_ring)
 
 # clang and libFuzzer (libclang_rt.fuzzer) from Debian.
 packages=(clang libclang-rt-dev)

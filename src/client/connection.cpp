@@ -248,7 +248,10 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, st
 
 Result<int> Connection::try_poll_fd() noexcept {
   const int fd = poll_fd_.load(std::memory_order_acquire);
-  if (fd >= 0) return fd;
+  if (fd >= 0) {
+    if (ring_state_.load(std::memory_order_acquire) == 0) setup_ring();
+    return fd;
+  }
   Use use(*this);
   if (!use) return Errc::ebadf;
   // The reader keeps the descriptor that comes with the reply (fill_once).
@@ -259,6 +262,7 @@ Result<int> Connection::try_poll_fd() noexcept {
   if (r->status < 0) return static_cast<Errc>(-r->status);
   const int got = poll_fd_.load(std::memory_order_acquire);
   if (got < 0) return fail(Errc::eproto);  // a success reply must carry it
+  if (ring_state_.load(std::memory_order_acquire) == 0) setup_ring();
   return got;
 }
 

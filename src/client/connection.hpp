@@ -47,6 +47,8 @@
 
 #include "kbus/errors.hpp"
 #include "protocol/frames.hpp"
+#include "shm/ring_reader.hpp"
+#include "util/fd.hpp"
 
 namespace kbus::client {
 
@@ -130,6 +132,16 @@ class Connection {
     broken_ = Errc::ebadf;
   }
 
+  // The shared-memory receive queue (docs/protocol.md §7), set up with the
+  // poll fd (try_poll_fd) unless KBUS_TRANSPORT=socket, the Ksock cannot
+  // read, or kbusd does not offer it: nullptr then (socket only).
+  shm::RingReader* ring() noexcept {
+    if (ring_state_.load(std::memory_order_acquire) == 0) (void)try_poll_fd();
+    return ring_state_.load(std::memory_order_acquire) == 1 ? ring_.get() : nullptr;
+  }
+  // kbusd has hung up (the connection, polled without waiting).
+  bool daemon_gone() const noexcept;
+
   // Pointy message support (KBUS-SPEC.md §3.4): name+data kept for SEND.
   // Per connection, as the daemon's write parser is.
   void set_pointy(std::optional<std::string> p) noexcept;
@@ -164,6 +176,7 @@ class Connection {
   Errc fail(Errc e) noexcept;
   Result<void> send_all(std::string_view frame);
   void release_fds() noexcept;
+  void setup_ring() noexcept;  // client/ring_client.cpp
 
   int sock_ = -1;
   std::uint32_t ksock_id_ = 0;
@@ -188,6 +201,9 @@ class Connection {
   std::atomic<int> users_{0};  // threads inside the Connection (Use)
   std::atomic<int> poll_fd_{-1};
   std::atomic<std::size_t> frame_budget_{0};  // 0 until asked
+  std::mutex ring_mu_;                 // setup_ring
+  std::atomic<int> ring_state_{0};     // 0 not yet tried, 1 on, 2 socket only
+  std::unique_ptr<shm::RingReader> ring_;
 
   // The reader's own (reading_ set).
   protocol::InputBuffer rbuf_;

@@ -504,10 +504,55 @@ Result<MessageId> Ksock::try_send_msg(const Message& msg) noexcept {
 }
 MessageId Ksock::send_msg(const Message& msg) { return try_send_msg(msg).get("kbus send_msg"); }
 
+namespace {
+// NEXTREAD through the shared-memory receive queue (docs/protocol.md §7):
+// no system call, unless this takes the last message (the poll fd's tokens
+// are settled) or kbusd asked to be told (a sender waits for room, or the
+// queue holds more than the ring shows: any operation tells it; NUMMSGS).
+// nullopt: ask over the socket (no ring, kbusd busy, a message too long
+// for a slot).
+std::optional<Result<std::optional<Message>>> ring_read(Connection& c) {
+  shm::RingReader* ring = c.ring();
+  if (ring == nullptr) return std::nullopt;
+  thread_local std::string bytes;
+  std::uint32_t flags = 0;
+  bool last = false;
+  switch (ring->take(bytes, flags, last)) {
+    case shm::Take::message:
+      break;
+    case shm::Take::empty: {
+      // As NEXTREAD would: ECONNRESET if kbusd has gone (its end of the
+      // poll fd closed), else nothing.
+      if (c.daemon_gone()) return Result<std::optional<Message>>(Errc::econnreset);
+      return Result<std::optional<Message>>(std::optional<Message>{});
+    }
+    case shm::Take::busy:
+    case shm::Take::too_big:
+      return std::nullopt;
+  }
+  if (last && ring->settle_tokens(c.poll_fd())) {
+    // A message came while the tokens were taken back: kbusd sends one.
+    std::string frame;
+    protocol::append_request<Op::kShmRing>(frame, {3});
+    auto told = c.call_frame(frame);
+    if (!told) return Result<std::optional<Message>>(told.error());
+  }
+  if ((flags & shm::kNotifyEach) || ((flags & shm::kNotifyWhenEmpty) && last)) {
+    auto told = c.call(Op::kNumMsgs);
+    if (!told) return Result<std::optional<Message>>(told.error());
+  }
+  auto m = decode_entire(bytes, c.header_len());
+  if (!m) return Result<std::optional<Message>>(Errc::eproto);
+  return Result<std::optional<Message>>(std::optional<Message>(std::move(m.value())));
+}
+}  // namespace
+
 Result<std::optional<Message>> Ksock::try_read_next_msg() noexcept {
   KBUS_CHECK_OPEN();
-  return guarded(
-      [&] { return message_reply<Op::kNextRead>(conn_->call(Op::kNextRead), conn_->header_len()); });
+  return guarded([&]() -> Result<std::optional<Message>> {
+    if (auto got = ring_read(*conn_)) return std::move(*got);
+    return message_reply<Op::kNextRead>(conn_->call(Op::kNextRead), conn_->header_len());
+  });
 }
 std::optional<Message> Ksock::read_next_msg() {
   return try_read_next_msg().get("kbus read_next_msg");
@@ -519,10 +564,18 @@ Result<std::optional<Message>> Ksock::try_wait_for_msg(std::optional<Timeout> ti
     // WAITREAD; a timeout sends RESET (docs/protocol.md §4.4), so the
     // Ksock stays usable. The reply may still bring a message that arrived
     // meanwhile.
+    // With the shared-memory queue: take, or wait for its tokens.
+    const auto deadline = deadline_of(timeout);
+    while (auto got = ring_read(*conn_)) {
+      if (!*got || (*got)->has_value()) return std::move(*got);
+      auto ready = conn_->poll_ready(POLLIN, deadline);
+      if (!ready) return ready.error();
+      if (*ready == 0) return std::optional<Message>{};  // timed out
+    }
     std::string frame;
     protocol::append_request<Op::kWaitRead>(frame);
     return message_reply<Op::kWaitRead>(
-        conn_->call_held(frame, client::Held::wait, deadline_of(timeout)), conn_->header_len());
+        conn_->call_held(frame, client::Held::wait, deadline), conn_->header_len());
   });
 }
 std::optional<Message> Ksock::wait_for_msg(std::optional<Timeout> timeout) {

@@ -11,6 +11,7 @@
 #include "core/bus.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <cstdio>
 #include <cstdlib>
 
@@ -712,6 +713,19 @@ Result<bool> Bus::take_answer(KsockId id, MessageId request, std::string& out) {
   encode_entire(out, e.hdr, e.body.name(), e.body.data(), k.header_len);
   if (k.set_aside > 0) move_one_set_aside(k);
   after_op();
+  return true;
+}
+
+bool Bus::peek_queued(KsockId id, std::size_t i, MessageId& msg_id, std::uint32_t& flags,
+                      std::string* entire) const {
+  const Ksock& k = ks(id);
+  if (i >= k.queue.size()) return false;
+  auto it = k.queue.begin();
+  std::advance(it, static_cast<std::ptrdiff_t>(i));
+  const QueueEntry& e = *it;
+  msg_id = e.hdr.id;
+  flags = e.hdr.flags;
+  if (entire) encode_entire(*entire, e.hdr, e.body.name(), e.body.data(), k.header_len);
   return true;
 }
 

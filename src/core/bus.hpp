@@ -153,6 +153,16 @@ class Bus {
   // returns true. Other queued messages keep their order.
   Result<bool> take_answer(KsockId k, MessageId request, std::string& out);
 
+  // Mirroring support (src/shm, docs/architecture.md "Shared-memory
+  // receive queue"): the i-th message of k's queue (0 = the head, which
+  // NEXTMSG would pop next) without popping it: its id and flags (as k
+  // would read them), and, if `entire` is given, its entire form in k's
+  // ABI appended to it. False if k's queue holds i messages or fewer.
+  bool peek_queued(KsockId k, std::size_t i, MessageId& id, std::uint32_t& flags,
+                   std::string* entire) const;
+  // Some Ksock waits to send (ALL_OR_WAIT, §5.2): a pop anywhere may let it on.
+  bool has_pending_senders() const noexcept { return !pending_senders_.empty(); }
+
   // §4.4 readiness.
   bool readable(KsockId k) const;  // queue non-empty
   bool writable(KsockId k) const;  // open for writing and not sending

@@ -19,6 +19,7 @@
 #include "core/bus.hpp"
 #include "daemon/poll_fd.hpp"
 #include "protocol/frames.hpp"
+#include "shm/ring_writer.hpp"
 #include "util/fd.hpp"
 
 namespace kbus::daemon {
@@ -32,6 +33,11 @@ struct Connection {
   std::uint32_t uid = 0;    // the peer's, from SO_PEERCRED
   bool counted = false;     // admitted by the UserQuota (released at close)
   PollFd poll;
+  // The shared-memory receive queue, if the client asked for it (SHMRING;
+  // daemon/shm_transport.cpp); ring_corrupt: its state word was tampered with.
+  std::unique_ptr<shm::RingWriter> ring;
+  std::unique_ptr<shm::RingWriter> ring_offered;  // SHMRING 1 sent it, 2 not yet
+  bool ring_corrupt = false;
   // A blocked receive (WAITREAD, SENDWAIT, REQUEST, READBATCH with wait):
   // answered when its message is queued, or early by the next frame.
   enum class Wait { kNone, kNext, kAnswer, kBatch };

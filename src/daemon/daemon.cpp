@@ -260,10 +260,13 @@ void Daemon::apply_effects(BusEntry& b) {
       auto it = b.by_ksock.find(k);
       if (it == b.by_ksock.end() || it->second->closed) continue;
       Connection& c = *it->second;
+      if (c.ring && !c.ring->frozen() && !c.ring_corrupt) shm_freeze(c, b);
       if (c.waiting != Connection::Wait::kNone && complete_wait(c, *b.bus)) flush(c);
-      if (c.poll.made()) c.poll.update(b.bus->readable(k), b.bus->writable(k));
+      // (With a shared-memory queue the ring's tokens show readability.)
+      if (c.poll.made()) c.poll.update(!c.ring && b.bus->readable(k), b.bus->writable(k));
     }
   }
+  shm_publish(b);  // the rings mirror the queues the work left
 }
 
 // The end of a piece of work: CLOSE the Ksocks of the connections closed
@@ -278,6 +281,7 @@ void Daemon::settle() {
       Connection& c = *it->second;
       if (c.ksock != 0) {
         BusEntry& be = buses_[c.bus];
+        shm_before_close(c, be);  // what its client took counts as read
         be.by_ksock.erase(c.ksock);
         be.bus->close(c.ksock);  // §7.2
         c.ksock = 0;

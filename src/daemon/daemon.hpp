@@ -15,6 +15,7 @@
 //   connection.cpp   one connection: buffers, framing, flushing, back-pressure
 //   poll_fd.cpp      the Ksock's poll fd (a socket pair the daemon drives)
 //   handlers.cpp     one handler per operation, and the blocked receives
+//   shm_transport.cpp the shared-memory receive queues (SHMRING; src/shm)
 #pragma once
 
 #include <cstdint>
@@ -106,6 +107,10 @@ class Daemon {
     std::string path;
     std::unordered_map<core::KsockId, Connection*> by_ksock;
     std::vector<core::KsockId> touched;  // storage for apply_effects' list
+    // daemon/shm_transport.cpp: rings with messages the client may take, and
+    // rings frozen during the current piece of work.
+    std::vector<Connection*> shm_live;
+    std::vector<Connection*> shm_frozen;
   };
   using Handler = void (Daemon::*)(Connection&, BusEntry&, std::string_view);
 
@@ -185,6 +190,7 @@ class Daemon {
   KBUS_HANDLER(op_poll_fd);
   KBUS_HANDLER(op_bindings_part);
   KBUS_HANDLER(op_stats_part);
+  KBUS_HANDLER(op_shm_ring);
 #undef KBUS_HANDLER
   void next_read(Connection& c, BusEntry& be, std::string_view payload, bool wait);
   void send_and_wait(Connection& c, BusEntry& be, std::string_view payload, bool answer_only);
@@ -198,6 +204,14 @@ class Daemon {
   // before its remaining messages are left for the client to send again.
   static constexpr std::uint64_t kBatchFanoutPerFrame = 16 * 1024;
   void log_refused_bind(const Connection& c, core::Bus& bus);
+
+  // shm_transport.cpp: the shared-memory receive queues of a bus.
+  void shm_before_op(BusEntry& be, std::uint32_t op);
+  void shm_freeze_bus(BusEntry& be);  // before anything changes the bus
+  void shm_freeze(Connection& c, BusEntry& be);
+  void shm_publish(BusEntry& be);  // end of apply_effects
+  void shm_mirror(Connection& c, core::Bus& bus);
+  void shm_before_close(Connection& c, BusEntry& be);
 
   Config cfg_;
   util::Fd epoll_fd_;

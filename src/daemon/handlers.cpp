@@ -75,7 +75,7 @@ Result<std::uint32_t> reply_in_place(std::string& out, Fill&& fill) {
 
 const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
   static const auto table = [] {
-    std::array<Handler, 80> t{};  // every Op below 80
+    std::array<Handler, 81> t{};  // every Op below 81
     auto set = [&t](Op o, Handler h) { t[static_cast<std::uint32_t>(o)] = h; };
     set(Op::kReset, &Daemon::op_reset);
     set(Op::kBind, &Daemon::op_bind);
@@ -111,6 +111,7 @@ const Daemon::Handler* Daemon::handler_for(std::uint32_t op) {
     set(Op::kMonitor, &Daemon::op_monitor);
     set(Op::kBindingsPart, &Daemon::op_bindings_part);
     set(Op::kStatsPart, &Daemon::op_stats_part);
+    set(Op::kShmRing, &Daemon::op_shm_ring);
     return t;
   }();
   if (op >= table.size() || table[op] == nullptr) return nullptr;
@@ -131,6 +132,7 @@ void Daemon::dispatch(Connection& c, std::uint32_t op, std::string_view payload)
   if (cfg_.log_ops || be.bus->verbose_on()) {
     log_client(c, std::string("op ") + protocol::op_name(op) + " (" + std::to_string(op) + ")");
   }
+  shm_before_op(be, op);  // the clients' read positions, before the bus changes
   if (const Handler* h = handler_for(op))
     (this->**h)(c, be, payload);
   else

@@ -3,6 +3,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <cstring>
+
 namespace kbus::daemon {
 
 bool PollFd::make() {
@@ -46,6 +48,37 @@ void PollFd::update(bool readable, bool writable) {
     }
     blocked_writable_ = false;
   }
+}
+
+bool PollFd::send_fds(const int* fds, int count) {
+  if (!made() || count <= 0 || count > 4) return false;
+  char byte = 'S';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char ctl[CMSG_SPACE(4 * sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl;
+  mh.msg_controllen = CMSG_SPACE(static_cast<unsigned>(count) * sizeof(int));
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(static_cast<unsigned>(count) * sizeof(int));
+  std::memcpy(CMSG_DATA(cm), fds, static_cast<std::size_t>(count) * sizeof(int));
+  return ::sendmsg(b_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == 1;
+}
+
+void PollFd::send_token() noexcept {
+  const char byte = 't';
+  ssize_t n = ::send(b_.get(), &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)n;  // EAGAIN: thousands of tokens wait already, it is readable
+}
+
+void PollFd::drain_tokens() noexcept {
+  char buf[64];
+  while (::recv(a_.get(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
+  signalled_readable_ = false;
 }
 
 }  // namespace kbus::daemon

@@ -27,6 +27,14 @@ class PollFd {
   int client_end() const noexcept { return a_.get(); }
   // Shows `readable` and `writable` on the client's end.
   void update(bool readable, bool writable);
+  // Sends one byte with `fds` (SCM_RIGHTS) to the client's end, which it
+  // reads before anything the daemon sends later (SHMRING, protocol §8).
+  bool send_fds(const int* fds, int count);
+  // Shared-memory receive queue (docs/protocol.md §7): readability is then
+  // tokens, sent by kbusd and taken back by kbusd and the client: one
+  // token, all tokens taken back.
+  void send_token() noexcept;
+  void drain_tokens() noexcept;
   void reset() noexcept;
 
  private:

@@ -54,6 +54,7 @@ enum class Op : std::uint32_t {
   kMonitor = 77,  // docs/decisions.md D25
   kBindingsPart = 78,
   kStatsPart = 79,
+  kShmRing = 80,  // docs/protocol.md §7: the shared-memory receive queue
 };
 
 // The operation's name as docs/protocol.md writes it ("BIND", "READBATCH"),

@@ -210,6 +210,7 @@ KBUS_CODEC(kSendBatch, BatchItems, BatchIdsValue);
 KBUS_CODEC(kReadBatch, ReadBatchArgs, BytesValue);
 KBUS_CODEC(kPollFd, NoArgs, Empty);
 KBUS_CODEC(kMonitor, U32Arg, U32Value);
+KBUS_CODEC(kShmRing, U32Arg, U32Value);
 #undef KBUS_CODEC
 
 // Appends a whole request frame for operation O.

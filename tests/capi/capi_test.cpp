@@ -66,6 +66,25 @@ TEST_F(CApiTest, EveryFunctionOfTheApi) {
   EXPECT_NE(r.out.find("  start_guard: 7375624b"), std::string::npos) << r.out;
 }
 
+// The same programs over both negotiated transports (docs/protocol.md §7):
+// above, kbus_ksock_read_next_msg() reads from the shared-memory receive
+// queue and kbus_wait_for_message() polls its tokens; here the socket only.
+TEST_F(CApiTest, EveryFunctionOfTheApiOverTheSocketOnly) {
+  Env e = env();
+  e.emplace_back("KBUS_TRANSPORT", "socket");
+  auto r = run_process({CAPI_FUNCTIONS_PATH}, e, {}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find(" checks, 0 failed"), std::string::npos) << r.out << r.err;
+}
+
+TEST_F(CApiTest, ThreadsShareOneKsockOverTheSocketOnly) {
+  Env e = env();
+  e.emplace_back("KBUS_TRANSPORT", "socket");
+  auto r = run_process({CAPI_THREADS_PATH}, e, {}, 120s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find(" checks, 0 failed"), std::string::npos) << r.out << r.err;
+}
+
 // One kbus_ksock_t used by several threads at once (KBUS-SPEC.md §1.2, §4;
 // docs/protocol.md §4.4): a thread blocked in kbus_wait_for_message() or
 // kbus_ksock_wait_for_msgs() never holds up the others' calls, a close ends

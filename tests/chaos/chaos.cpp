@@ -21,6 +21,8 @@
 //   3. the daemon's descriptors return to their start value, its heap to
 //      within a little of it, and it holds no connection or Ksock;
 //   4. `kbus stats` lists no Ksock but its own.
+// Even-numbered workers read through their shared-memory receive queue,
+// odd ones through the socket only (docs/protocol.md §7).
 // The figures (requests, answers, kills, messages) are printed.
 //
 // Usage: kbus_chaos [--seconds S] [--buses N] [--senders N] [--repliers N]
@@ -280,6 +282,10 @@ pid_t spawn(Worker& w, const Options& o, unsigned seed) {
     sa.sa_handler = on_term;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    // Both transports on every bus (docs/protocol.md §7): odd workers read
+    // through the socket only, even ones through their shared-memory ring,
+    // so kills land while a client is inside its ring as well.
+    if (w.idx % 2) ::setenv("KBUS_TRANSPORT", "socket", 1);
     int code = 0;
     try {
       if (w.role == "replier") code = replier_main(w.bus, w.idx, seed, w.log);

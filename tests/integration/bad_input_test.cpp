@@ -62,7 +62,7 @@ class BadInputTest : public KbusTest {
 
 TEST_F(BadInputTest, UnknownOperationIsENOTTYAndTheConnectionStaysUsable) {
   auto c = raw();
-  for (std::uint32_t op : {0u, 19u, 63u, 81u, 999u, 0xFFFFFFFFu}) {  // 77 is MONITOR (D25)
+  for (std::uint32_t op : {0u, 19u, 63u, 82u, 999u, 0xFFFFFFFFu}) {  // 77-80 are MONITOR (D25), BINDINGSPART, STATSPART, SHMRING
     ASSERT_TRUE(c->send_frame(op, "junk"));
     auto r = c->read_reply();
     ASSERT_TRUE(r) << op;

@@ -7,6 +7,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -155,10 +157,18 @@ class FakeDaemon {
 };
 
 Step rd() { return Step{true, {}, false, false}; }
+
+// These vectors are the socket protocol's: the shared-memory receive queue
+// (docs/protocol.md §7) is declined, except where a test says otherwise.
+struct SocketOnly {
+  SocketOnly() { ::setenv("KBUS_TRANSPORT", "socket", 1); }
+  ~SocketOnly() { ::unsetenv("KBUS_TRANSPORT"); }
+};
 Step wr(const std::string& b, bool fd = false) { return Step{false, b, fd, false}; }
 Step hangup() { return Step{false, {}, false, true}; }
 
 TEST(ClientVectorsTest, RequestsAreTheVectorBytesAndRepliesAreReadAsSpecified) {
+  SocketOnly socket_only;
   if (kNativeHeaderLen != kHeaderLen64) GTEST_SKIP() << "the message vectors are for H=88";
   auto v = load_vectors();
   ASSERT_GE(v.size(), 30u);
@@ -247,6 +257,7 @@ TEST(ClientVectorsTest, RequestsAreTheVectorBytesAndRepliesAreReadAsSpecified) {
 }
 
 TEST(ClientVectorsTest, ADaemonThatHangsUpMidReplyIsECONNRESET) {
+  SocketOnly socket_only;
   auto v = load_vectors();
   FakeDaemon fake;
   fake.run({rd(), wr(v["frame_hello_reply"]), rd(), wr(reply(0, u32(7)).substr(0, 6)), hangup()});
@@ -257,6 +268,7 @@ TEST(ClientVectorsTest, ADaemonThatHangsUpMidReplyIsECONNRESET) {
 
 // docs/protocol.md §3.1: a successful POLLFD reply must carry the descriptor.
 TEST(ClientVectorsTest, APollFdReplyWithoutADescriptorIsEPROTO) {
+  SocketOnly socket_only;
   auto v = load_vectors();
   FakeDaemon fake;
   fake.run({rd(), wr(v["frame_hello_reply"]), rd(), wr(v["frame_pollfd_reply"], false)});
@@ -267,6 +279,7 @@ TEST(ClientVectorsTest, APollFdReplyWithoutADescriptorIsEPROTO) {
 
 // The descriptor is asked for once, on first use, and then kept.
 TEST(ClientVectorsTest, ThePollFdIsAskedForOnceOnFirstUse) {
+  SocketOnly socket_only;
   auto v = load_vectors();
   FakeDaemon fake;
   fake.run({rd(), wr(v["frame_hello_reply"]), rd(), wr(v["frame_pollfd_reply"], true)});
@@ -280,6 +293,25 @@ TEST(ClientVectorsTest, ThePollFdIsAskedForOnceOnFirstUse) {
   auto got = fake.received();
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[1], v["frame_pollfd"]);
+}
+
+// docs/protocol.md §7: a kbusd that does not know SHMRING answers ENOTTY;
+// the client then reads over the socket (NEXTREAD), as before.
+TEST(ClientVectorsTest, AKbusdWithoutSharedMemoryLeavesTheSocket) {
+  auto v = load_vectors();
+  FakeDaemon fake;
+  fake.run({rd(), wr(v["frame_hello_reply"]), rd(), wr(v["frame_pollfd_reply"], true), rd(),
+            wr(reply(-ENOTTY, "")), rd(), wr(reply(0, ""))});
+  {
+    Ksock k = Ksock::open(0, Mode::read_write, fake.dir());
+    EXPECT_EQ(k.read_next_msg(), std::nullopt);
+  }
+  auto got = fake.received();
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[1], v["frame_pollfd"]);
+  // SHMRING 1: length 8, op 80, step 1.
+  EXPECT_EQ(got[2], u32(8) + u32(80) + u32(1));
+  EXPECT_EQ(got[3].substr(4, 4), u32(68));  // NEXTREAD
 }
 
 }  // namespace
