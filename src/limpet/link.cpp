@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "limpet/tls.hpp"
+#include "util/fd.hpp"
 
 namespace kbus::limpet {
 
@@ -113,17 +114,17 @@ int listen_on(const Address& a, std::uint16_t& bound_port, std::string& error) {
     if (!fill_unix(a.path, sa, error)) return -1;
     struct stat st {};
     if (::lstat(a.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(a.path.c_str());
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
+    util::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) {
       error = sys_error("socket", errno);
       return -1;
     }
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 8) != 0) {
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        ::listen(fd.get(), 8) != 0) {
       error = sys_error("cannot listen on '" + a.path + "'", errno);
-      ::close(fd);
       return -1;
     }
-    return fd;
+    return fd.release();
   }
   if (a.host.empty()) {
     error = "no host to listen on in '" + a.to_string() +
@@ -137,83 +138,79 @@ int listen_on(const Address& a, std::uint16_t& bound_port, std::string& error) {
     error = "cannot listen on '" + a.to_string() + "': " + rerr;
     return -1;
   }
-  int fd = -1, err = 0;
+  util::Fd fd;
+  int err = 0;
   for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
+    fd.reset(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) {
       err = errno;
       continue;
     }
     int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 8) == 0) break;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd.get(), 8) == 0) break;
     err = errno;
-    ::close(fd);
-    fd = -1;
+    fd.reset();
   }
   ::freeaddrinfo(res);
-  if (fd < 0) {
+  if (!fd) {
     error = sys_error("cannot listen on '" + a.to_string() + "'", err);
     if (err == EADDRNOTAVAIL) error += " (not an address of this machine)";
     return -1;
   }
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     if (ss.ss_family == AF_INET) {
       bound_port = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
     } else if (ss.ss_family == AF_INET6) {
       bound_port = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
     }
   }
-  return fd;
+  return fd.release();
 }
 
 int connect_to(const Address& a, int timeout_ms, int stop_fd, std::string& error) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   auto attempt = [&](int family, const sockaddr* sa, socklen_t len) -> int {
-    int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
+    util::Fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) {
       error = sys_error("socket", errno);
       return -1;
     }
     int rc;
     do {
-      rc = ::connect(fd, sa, len);
+      rc = ::connect(fd.get(), sa, len);
     } while (rc < 0 && errno == EINTR);
-    if (rc == 0) return fd;
+    if (rc == 0) return fd.release();
     if (errno != EINPROGRESS && errno != EAGAIN) {
       error = sys_error("cannot connect to " + a.to_string(), errno);
-      ::close(fd);
       return -1;
     }
     for (;;) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) {
         error = "cannot connect to " + a.to_string() + ": timed out";
-        ::close(fd);
         return -1;
       }
-      pollfd p[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
+      pollfd p[2] = {{fd.get(), POLLOUT, 0}, {stop_fd, POLLIN, 0}};
       rc = ::poll(p, stop_fd >= 0 ? 2 : 1, static_cast<int>(left));
       if (rc < 0 && errno == EINTR) continue;
       if (stop_fd >= 0 && (p[1].revents & POLLIN)) {
         error = "stopped";
-        ::close(fd);
         return -1;
       }
       if (rc > 0 && p[0].revents) break;
     }
     int soerr = 0;
     socklen_t sl = sizeof soerr;
-    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &sl);
     if (soerr != 0) {
       error = sys_error("cannot connect to " + a.to_string(), soerr);
-      ::close(fd);
       return -1;
     }
-    return fd;
+    return fd.release();
   };
   if (!a.tcp) {
     sockaddr_un sa;

@@ -84,9 +84,9 @@ class AccountingTest : public ::testing::Test {
   long long held() {
     (void)daemon->status();
     const std::string log = daemon->log();
-    const std::size_t at = log.rfind(", held ");
+    const std::size_t at = log.rfind(" held ");
     if (at == std::string::npos) return -1;
-    return std::stoll(log.substr(at + 7));
+    return std::stoll(log.substr(at + 6));
   }
   // Once the hostile user is gone, nothing is charged but the pair's own.
   void released() {
