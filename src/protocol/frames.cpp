@@ -77,6 +77,7 @@ const char* op_name(std::uint32_t op) noexcept {
     case Op::kMonitor: return "MONITOR";
     case Op::kBindingsPart: return "BINDINGSPART";
     case Op::kStatsPart: return "STATSPART";
+    case Op::kShmRing: return "SHMRING";
   }
   return "unknown";
 }
