@@ -42,6 +42,7 @@
 #include "daemon/daemon.hpp"
 #include "daemon/event_tags.hpp"
 #include "util/deadline.hpp"
+#include "util/send_fds.hpp"
 
 namespace kbus::daemon {
 
@@ -194,26 +195,6 @@ void Daemon::release_buffers(Connection& c) {
   ledger_.adjust(c.uid, core::Charge::kOutput, c.charged_out, 0);
 }
 
-namespace {
-
-// Sends out[from, to) with the poll fd as SCM_RIGHTS on its first bytes.
-ssize_t send_with_fd(int sock, const char* data, std::size_t len, int fd_to_pass) {
-  iovec iov{const_cast<char*>(data), len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cm), &fd_to_pass, sizeof(int));
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-}
-
-}  // namespace
 
 // Writes what the socket takes. A write error only marks the connection
 // closed: its CLOSE happens in settle(), never from in here.
@@ -234,8 +215,8 @@ void Daemon::flush(Connection& c) {
     }
     ssize_t n;
     if (with_fd) {
-      n = send_with_fd(c.fd.get(), c.out.data() + c.out_off, end - c.out_off,
-                       c.poll.client_end());
+      const int fd = c.poll.client_end();
+      n = util::send_with_fds(c.fd.get(), c.out.data() + c.out_off, end - c.out_off, &fd, 1);
       if (n > 0) c.fd_at.erase(c.fd_at.begin());  // the fd went with these bytes
     } else {
       n = ::send(c.fd.get(), c.out.data() + c.out_off, end - c.out_off,

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "util/send_fds.hpp"
+
 namespace kbus::daemon {
 
 bool PollFd::make() {
@@ -52,20 +54,8 @@ void PollFd::update(bool readable, bool writable) {
 
 bool PollFd::send_fds(const int* fds, int count) {
   if (!made() || count <= 0 || count > 4) return false;
-  char byte = 'S';
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char ctl[CMSG_SPACE(4 * sizeof(int))] = {};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = ctl;
-  mh.msg_controllen = CMSG_SPACE(static_cast<unsigned>(count) * sizeof(int));
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(static_cast<unsigned>(count) * sizeof(int));
-  std::memcpy(CMSG_DATA(cm), fds, static_cast<std::size_t>(count) * sizeof(int));
-  return ::sendmsg(b_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == 1;
+  const char byte = 'S';
+  return util::send_with_fds(b_.get(), &byte, 1, fds, count) == 1;
 }
 
 void PollFd::send_token() noexcept {
