@@ -67,8 +67,8 @@ std::optional<SetUpError> set_up_ksock(BusOps& bus, const std::string& message_n
 
 // ======================= LimpetRules =======================
 
-LimpetRules::LimpetRules(std::uint32_t network_id, Logger log)
-    : network_id_(network_id), log_(std::move(log)) {}
+LimpetRules::LimpetRules(std::uint32_t network_id, Logger log, bool trace)
+    : network_id_(network_id), log_(std::move(log)), trace_(trace) {}
 
 void LimpetRules::log(LogLevel level, const std::string& text) const {
   if (log_) log_(level, text);
@@ -174,7 +174,7 @@ LimpetRules::FromBus LimpetRules::from_bus(Message& m, BusOps& bus) {
       return FromBus::kIgnore;
     }
   }
-  log(LogLevel::kTrace, "bus -> peer " + m.to_string());
+  trace([&] { return "bus -> peer " + m.to_string(); });
   return FromBus::kForward;
 }
 
@@ -185,13 +185,13 @@ Message LimpetRules::error_for_peer(const Message& request, std::string_view nam
   e.name = std::string(name);
   e.hdr.in_reply_to = request.hdr.id;
   e.hdr.to = request.hdr.from;
-  log(LogLevel::kTrace, "answering the peer's " + request.to_string() + " with " + e.name);
+  trace([&] { return "answering the peer's " + request.to_string() + " with " + e.name; });
   ++counters_.errors_to_peer;
   return e;
 }
 
 LimpetRules::FromPeer LimpetRules::from_peer(Message& m, BusOps& bus, Message& error) {
-  log(LogLevel::kTrace, "peer -> bus " + m.to_string());
+  trace([&] { return "peer -> bus " + m.to_string(); });
   if (m.is_replier_bind_event()) {
     proxy_bind_event(m, bus);
     return FromPeer::kIgnore;
@@ -239,7 +239,7 @@ LimpetRules::FromPeer LimpetRules::route_reply(Message& m) {
   // peer's own bus ({0,n}) cannot match one of ours (§14-21).
   auto it = requests_.find(m.hdr.in_reply_to);
   if (it == requests_.end()) {
-    log(LogLevel::kTrace, "no request awaits " + m.to_string() + "; dropped");
+    trace([&] { return "no request awaits " + m.to_string() + "; dropped"; });
     return FromPeer::kIgnore;
   }
   m.hdr.to = it->second.requester;
@@ -254,7 +254,7 @@ LimpetRules::FromPeer LimpetRules::send_failed(const Message& m, Errc e, BusOps&
   if (e == Errc::ok || e == Errc::eagain) return FromPeer::kIgnore;  // sent, or pending
   if (m.is_reply()) {
     if (e == Errc::eaddrnotavail || e == Errc::econnrefused) {
-      log(LogLevel::kTrace, "requester of " + m.hdr.in_reply_to.to_string() + " has gone");
+      trace([&] { return "requester of " + m.hdr.in_reply_to.to_string() + " has gone"; });
       return FromPeer::kIgnore;
     }
     // EBUSY (ALL_OR_FAIL), EMSGSIZE...: the requester must still be answered.
@@ -336,7 +336,7 @@ void LimpetRules::retry(BusOps& bus) {
 
 Limpet::Limpet(LimpetConfig cfg, BusPort& bus, PeerPort& peer, Logger log)
     : cfg_(std::move(cfg)), bus_(bus), peer_(peer), log_(std::move(log)),
-      rules_(cfg_.network_id, log_) {}
+      rules_(cfg_.network_id, log_, cfg_.trace) {}
 
 void Limpet::log(LogLevel level, const std::string& text) const {
   if (log_) log_(level, text);

@@ -279,6 +279,7 @@ class Runner {
     cfg.message_name = o.message_name;
     cfg.termination = o.termination;
     cfg.max_messages = o.max_messages;
+    cfg.trace = o.verbosity >= static_cast<int>(LogLevel::kTrace);
     return cfg;
   }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "integration/fixture.hpp"
 
@@ -168,6 +169,77 @@ TEST_P(ShmTransportTest, PollReadinessFollowsTheQueue) {
   settle(r);
   EXPECT_FALSE(poll_readable(fd));
   EXPECT_EQ(r.read_next_msg(), std::nullopt);
+}
+
+// docs/protocol.md §4.6 READBATCH, which the limpet reads with: up to
+// `max_count`, never past `max_bytes` except for the first message, every
+// message once and in queue order - from the ring, then from kbusd for what
+// the ring cannot hold (longer than a slot: 920 data bytes). The fd stays readable exactly
+// while messages wait, also when a batch stopped at its count.
+TEST_P(ShmTransportTest, BatchReadsTakeInOrderWithinTheirLimits) {
+  Ksock r = open();
+  Ksock s = open();
+  r.bind("$.Batch");
+  const int fd = r.fileno();
+  EXPECT_TRUE(r.read_msgs(8).empty());
+  std::vector<MessageId> ids;
+  std::vector<std::size_t> sizes;
+  for (int i = 0; i < 30; ++i) {
+    const std::string data = i % 9 == 4 ? std::string(920, 'L') : std::string(100 + i, 'x');
+    ids.push_back(s.send_msg(make_announcement("$.Batch", data)));
+    sizes.push_back(data.size());
+  }
+  ASSERT_EQ(r.wait(ready::kReadable, 10s), ready::kReadable);
+  std::vector<Message> got;
+  auto take = [&](std::uint32_t count, std::uint32_t bytes) {
+    auto batch = r.read_msgs(count, bytes);
+    EXPECT_FALSE(batch.empty());  // messages wait: at least one
+    EXPECT_LE(batch.size(), count);
+    std::size_t total = 0;
+    for (const Message& m : batch)
+      total += entire_len(kNativeHeaderLen, static_cast<std::uint32_t>(m.name.size()),
+                          static_cast<std::uint32_t>(m.data.size()));
+    if (batch.size() > 1) {
+      EXPECT_LE(total, bytes);
+    }
+    for (Message& m : batch) got.push_back(std::move(m));
+  };
+  take(3, 1u << 20);
+  EXPECT_TRUE(poll_readable(fd));  // stopped at its count: the rest still shows
+  take(100, 1);                    // one, however small max_bytes is
+  take(100, 1500);                 // at most 1500 bytes, unless one
+  while (got.size() < ids.size()) take(7, 4096);
+  ASSERT_EQ(got.size(), ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(got[i].hdr.id, ids[i]) << "message " << i;
+    EXPECT_EQ(got[i].data.size(), sizes[i]) << "message " << i;
+  }
+  EXPECT_FALSE(poll_readable(fd));
+  EXPECT_TRUE(r.read_msgs(8).empty());
+  EXPECT_EQ(r.num_messages(), 0u);
+}
+
+// §4.6 READBATCH with wait: returns what is queued at once, waits for the
+// first message otherwise, and comes back empty when its time is up.
+TEST_P(ShmTransportTest, BatchWaitsForTheFirstMessage) {
+  Ksock r = open();
+  Ksock s = open();
+  r.bind("$.BatchWait");
+  EXPECT_TRUE(r.wait_for_msgs(8, 0ms).empty());
+  const MessageId a = s.send_msg(make_announcement("$.BatchWait", "a"));
+  const MessageId b = s.send_msg(make_announcement("$.BatchWait", "b"));
+  auto batch = r.wait_for_msgs(8, 10s);
+  ASSERT_FALSE(batch.empty());
+  if (batch.size() == 1) batch.push_back(next(r));
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_EQ(batch[0].hdr.id, a);
+  EXPECT_EQ(batch[1].hdr.id, b);
+  std::thread later([&] { s.send_msg(make_announcement("$.BatchWait", "c")); });
+  batch = r.wait_for_msgs(8, 10s);
+  later.join();
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch[0].data, "c");
+  EXPECT_TRUE(r.wait_for_msgs(8, 20ms).empty());
 }
 
 // Request/reply through the generic calls on both ends (§5.2, §5.3).
