@@ -807,7 +807,7 @@ Result<std::uint32_t> Bus::report_replier_binds(KsockId id, std::uint32_t v) {
       return Errc::ebusy;
     }
     push(k, h, body, PushKind::kSender, 0);
-    monitor_copy(h, body);
+    monitor_copy(h, body, id);
   }
   after_op();
   return prev;

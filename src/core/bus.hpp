@@ -307,8 +307,10 @@ class Bus {
   std::optional<QueueEntry> pop_head(Ksock& k);
   void after_op();
   // Every monitor gets a copy of a message sent or made (D25); one whose
-  // queue is full misses it. No-op without monitors.
-  void monitor_copy(const Header& hdr, const MessageBody& body);
+  // queue is full misses it. No-op without monitors. `got_it`: a monitor
+  // the message itself was pushed to (the REPORTREPLIERBINDS flood of a
+  // monitor that asked for it), which sees it once, not twice.
+  void monitor_copy(const Header& hdr, const MessageBody& body, KsockId got_it = 0);
 
   std::uint32_t number_;
   BusLimits limits_;

@@ -41,8 +41,9 @@ Result<std::uint32_t> Bus::monitor(KsockId id, std::uint32_t v) {
 
 bool Bus::is_monitor(KsockId id) const { return ks(id).monitor; }
 
-void Bus::monitor_copy(const Header& hdr, const MessageBody& body) {
+void Bus::monitor_copy(const Header& hdr, const MessageBody& body, KsockId got_it) {
   for (KsockId id : monitors_) {
+    if (id == got_it) continue;
     Ksock& m = ks(id);
     // Its queue's limits (MAXMSGS, --max-queued-bytes) and its user's
     // budget (the receiver pays, D28) hold: a full monitor misses the copy,

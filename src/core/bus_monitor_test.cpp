@@ -185,6 +185,18 @@ TEST_F(BusMonitorTest, SeesReplierBindEvents) {
   EXPECT_EQ(bus.num_msgs(l), 2u);
 }
 
+// §4.6 REPORTREPLIERBINDS floods the Ksock that turns it on with one event
+// per replier binding; a monitor that turns it on sees each event once
+// (it is the flood's recipient), and other monitors get their copies.
+TEST_F(BusMonitorTest, AMonitorAskingForTheFloodSeesItOnce) {
+  KsockId other = bus.open(read_only());
+  ASSERT_TRUE(bus.monitor(other, kOn).ok());
+  ASSERT_EQ(value_of(bus.report_replier_binds(m, 1)), 0u);
+  EXPECT_EQ(drain_names(bus, m), (std::vector<std::string>{std::string(status_name::kReplierBindEvent)}));
+  EXPECT_EQ(drain_names(bus, other),
+            (std::vector<std::string>{std::string(status_name::kReplierBindEvent)}));
+}
+
 // D25: a monitor takes no part in KBUS - it may not bind or write; only a
 // Ksock with no part in it yet may become one; MONITOR 0 ends it.
 TEST_F(BusMonitorTest, AMonitorTakesNoPart) {
