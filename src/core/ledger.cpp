@@ -14,6 +14,7 @@ const char* charge_name(Charge c) {
     case Charge::kWriting: return "messages being written";
     case Charge::kInput: return "partial input frames";
     case Charge::kOutput: return "unread replies";
+    case Charge::kRing: return "shared-memory queues";
   }
   return "?";
 }

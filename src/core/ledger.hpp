@@ -12,7 +12,9 @@
 //   kWriting   a message being written (§4.2) or waiting to be sent (§5.5):
 //              to the writer;
 //   kInput     a connection's partial input frame: to the peer's uid;
-//   kOutput    a connection's unread replies (report replies among them).
+//   kOutput    a connection's unread replies (report replies among them);
+//   kRing      a Ksock's shared-memory receive queue (docs/protocol.md §7),
+//              all of its pages: to the uid of its client.
 //
 // (kWriting: the message's 88 + name + data once its header is written.)
 //
@@ -48,9 +50,10 @@ enum class Charge : std::uint8_t {
   kBindings,
   kWriting,
   kInput,
-  kOutput
+  kOutput,
+  kRing
 };
-constexpr std::size_t kChargeKinds = 7;
+constexpr std::size_t kChargeKinds = 8;
 const char* charge_name(Charge c);
 
 // The memory each outstanding Request and each binding costs kbusd beyond

@@ -103,14 +103,8 @@ bool Daemon::read_input(Connection& c) {
     if (static_cast<std::size_t>(n) < kReadChunk && !c.peer_gone) break;  // drained
   }
   if (!charge_input(c)) {
-    const std::uint64_t budget = ledger_.budget(c.uid);
-    const bool user = budget != 0 && ledger_.used(c.uid) + c.in.size() - c.charged_in > budget;
-    log_client(c, "uid " + std::to_string(c.uid) + " holds " + std::to_string(ledger_.used(c.uid)) +
-                      " bytes and cannot pay for a partial frame of " +
-                      std::to_string(c.in.size()) + " bytes (" +
-                      (user ? "--max-bytes-per-user " + std::to_string(budget)
-                            : "--max-bytes-total " + std::to_string(ledger_.limits().total)) +
-                      ")");
+    log_client(c, "cannot pay for a partial frame of " + std::to_string(c.in.size()) +
+                      " bytes: " + budget_text(c.uid));
     close_connection(c, "over its memory budget");
     return false;
   }
@@ -193,6 +187,7 @@ void Daemon::charge_output(Connection& c) {
 void Daemon::release_buffers(Connection& c) {
   ledger_.adjust(c.uid, core::Charge::kInput, c.charged_in, 0);
   ledger_.adjust(c.uid, core::Charge::kOutput, c.charged_out, 0);
+  ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0);
 }
 
 

@@ -64,6 +64,7 @@ struct Connection {
   // Bytes of `in` and of unread `out` charged to uid (docs/decisions.md D28).
   std::uint64_t charged_in = 0;
   std::uint64_t charged_out = 0;
+  std::uint64_t charged_ring = 0;  // its shared-memory queue (ring or ring_offered)
   protocol::InputBuffer in;
   std::string out;
   std::size_t out_off = 0;

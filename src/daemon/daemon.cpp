@@ -292,6 +292,14 @@ void Daemon::settle() {
   }
 }
 
+std::string Daemon::budget_text(std::uint32_t uid) const {
+  return "uid " + std::to_string(uid) + " holds " + std::to_string(ledger_.used(uid)) + " bytes (" +
+         (ledger_.privileged(uid) ? "--max-bytes-privileged " : "--max-bytes-per-user ") +
+         std::to_string(ledger_.budget(uid)) + ", --max-bytes-total " +
+         std::to_string(ledger_.limits().total) + ", all users " + std::to_string(ledger_.total()) +
+         ")";
+}
+
 void Daemon::log_client(const Connection& c, const std::string& what) const {
   log_line("bus %u ksock %u (pid %d): %s", c.bus, c.ksock, static_cast<int>(c.pid), what.c_str());
 }
@@ -322,7 +330,7 @@ void Daemon::log_status() const {
       "busiest turn of one connection %llu frames, %llu bytes read; refused over "
       "--max-ksocks-per-user %llu, no HELLO in time %llu, stalled %llu; "
       "held %llu bytes for %zu users (queued %llu, set aside %llu, requests %llu, bindings "
-      "%llu, writing %llu, input %llu, output %llu)",
+      "%llu, writing %llu, input %llu, output %llu, shared-memory queues %llu)",
       conns, ksocks, buses_.size(), static_cast<unsigned long long>(p.fds),
       static_cast<unsigned long long>(p.rss_kb), static_cast<unsigned long long>(p.heap_bytes),
       static_cast<unsigned long long>(busiest_frames_),
@@ -331,7 +339,7 @@ void Daemon::log_status() const {
       static_cast<unsigned long long>(hello_timeouts_), static_cast<unsigned long long>(stalls_),
       static_cast<unsigned long long>(ledger_.total()), ledger_.users(), held(Charge::kQueued),
       held(Charge::kSetAside), held(Charge::kRequests), held(Charge::kBindings),
-      held(Charge::kWriting), held(Charge::kInput), held(Charge::kOutput));
+      held(Charge::kWriting), held(Charge::kInput), held(Charge::kOutput), held(Charge::kRing));
 }
 
 }  // namespace kbus::daemon

@@ -122,6 +122,10 @@ class Daemon {
   std::string report(bool stats) const;
   void log_status() const;
   void log_client(const Connection& c, const std::string& what) const;
+  // "uid U holds N bytes (--max-bytes-per-user B, --max-bytes-total T, all
+  // users A)", naming --max-bytes-privileged for a privileged uid: what a
+  // refusal over budget says, so the fix is in the message.
+  std::string budget_text(std::uint32_t uid) const;
   // The scheduling of docs/reliability.md §4: each ready connection is
   // served at most once per turn, within its budget, from a de-duplicated
   // ready queue.

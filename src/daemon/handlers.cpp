@@ -275,12 +275,7 @@ void Daemon::log_refused_bind(const Connection& c, core::Bus& bus) {
                       " bindings (--max-bindings-per-ksock)");
     return;
   }
-  const std::uint64_t budget = ledger_.budget(c.uid);
-  log_client(c, "BIND refused with ENOMEM: uid " + std::to_string(c.uid) + " holds " +
-                    std::to_string(ledger_.used(c.uid)) + " bytes (--max-bytes-per-user " +
-                    std::to_string(budget) + ", --max-bytes-total " +
-                    std::to_string(ledger_.limits().total) + ", all users " +
-                    std::to_string(ledger_.total()) + ")");
+  log_client(c, "BIND refused with ENOMEM: " + budget_text(c.uid));
 }
 
 void Daemon::op_unbind(Connection& c, BusEntry& be, std::string_view payload) {

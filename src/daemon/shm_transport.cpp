@@ -161,6 +161,7 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
   switch (a.value) {
     case 0:
       c.ring_offered.reset();
+      if (!c.ring) ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0);
       if (c.ring) {
         if (!c.ring->frozen() && !c.ring_corrupt) shm_freeze(c, be);  // its takes count
         shm_before_close(c, be);  // the client's copy stays busy: it takes nothing more
@@ -188,8 +189,18 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
   if (c.ring || c.ring_offered) return protocol::append_error(c.out, EALREADY);
   if (!bus.can_read(c.ksock)) return protocol::append_error(c.out, EBADF);
   if (!make_poll_fd(c, bus)) return protocol::append_error(c.out, EMFILE);
+  // Its pages are charged to its user (D28): over budget, the client reads
+  // through the socket instead.
+  if (!ledger_.try_charge(c.uid, core::Charge::kRing, shm::kRingBytes)) {
+    log_client(c, "no shared-memory queue (" + std::to_string(shm::kRingBytes) +
+                      " bytes would pass a budget): " + budget_text(c.uid) +
+                      "; it reads through its socket");
+    return protocol::append_error(c.out, ENOMEM);
+  }
+  c.charged_ring = shm::kRingBytes;
   auto ring = shm::RingWriter::create();
   if (!ring) {
+    ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0);
     const int err = errno;
     log_client(c, std::string("cannot make its shared-memory queue: ") + std::strerror(err));
     return protocol::append_error(c.out, err == EMFILE || err == ENFILE ? EMFILE : ENOMEM);
@@ -201,6 +212,7 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
   const int err = errno;
   c.poll.update(bus.readable(c.ksock), bus.writable(c.ksock));
   if (!sent) {
+    ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0);
     log_client(c, std::string("cannot hand over its shared-memory queue: ") + std::strerror(err));
     return protocol::append_error(c.out, ENOMEM);
   }

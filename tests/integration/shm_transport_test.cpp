@@ -326,5 +326,49 @@ TEST_P(ShmTransportTest, AScribblingClientHurtsOnlyItself) {
   EXPECT_TRUE(s.try_send_msg(make_announcement("$.Bad", "y")));  // nobody listens: fine
 }
 
+// D28: a Ksock's shared-memory queue (all its pages, kRingBytes) is
+// charged to its user. Over budget the Ksock reads through its socket and
+// misses nothing (kbusd logs why); a closed Ksock's queue is given back.
+TEST(ShmTransportBudget, QueuesAreChargedToTheirUser) {
+  ::unsetenv("KBUS_TRANSPORT");
+  // Root's budget (--max-bytes-privileged): two queues and a little more.
+  TestDaemon d(1, {"--max-bytes-privileged", "40000"});
+  const auto before = ring_mappings().size();
+  Ksock s = d.open(0, Mode::write);
+  std::vector<Ksock> readers;
+  for (int i = 0; i < 3; ++i) {
+    readers.push_back(d.open());
+    readers.back().bind("$.Budget");
+    EXPECT_EQ(readers.back().read_next_msg(), std::nullopt);  // sets the transport up
+  }
+  EXPECT_EQ(ring_mappings().size(), before + 2);
+  EXPECT_NE(d.log().find("no shared-memory queue (16640 bytes would pass a budget): uid 0 holds"),
+            std::string::npos)
+      << d.log();
+  EXPECT_NE(d.log().find("--max-bytes-privileged 40000"), std::string::npos) << d.log();
+  const MessageId id = s.send_msg(make_announcement("$.Budget", "to all three"));
+  for (Ksock& r : readers) {
+    auto m = r.wait_for_msg(10s);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->hdr.id, id);
+  }
+  // The first closes (it is told apart by the replier binding it held):
+  // once kbusd has seen that, its queue's bytes are free for a new Ksock.
+  readers[0].bind("$.Budget.Closing", true);
+  readers[0].close();
+  readers.erase(readers.begin());  // (its mapping goes with the Ksock object)
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (s.find_replier("$.Budget.Closing").value_or(0) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    pollfd none{-1, 0, 0};
+    (void)::poll(&none, 0, 1);
+  }
+  ASSERT_EQ(s.find_replier("$.Budget.Closing").value_or(0), 0u);
+  Ksock again = d.open();
+  again.bind("$.Budget");
+  EXPECT_EQ(again.read_next_msg(), std::nullopt);
+  EXPECT_EQ(ring_mappings().size(), before + 2);  // one unmapped at close, one new
+}
+
 }  // namespace
 }  // namespace kbus::test
