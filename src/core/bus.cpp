@@ -87,7 +87,9 @@ std::uint64_t binding_bytes(std::string_view name) { return kBindingCost + 2 * n
 }  // namespace
 
 bool Bus::over_budget(const Ksock& k, std::uint64_t bytes) const {
-  return ledger_ != nullptr && !ledger_->fits(k.uid, bytes);
+  if (ledger_ == nullptr || ledger_->fits(k.uid, bytes)) return false;
+  ledger_->note_refused(k.uid);
+  return true;
 }
 
 bool Bus::budgets_fit(const Ksock* addressee, const Ksock* replier,
@@ -103,7 +105,10 @@ bool Bus::budgets_fit(const Ksock* addressee, const Ksock* replier,
     std::uint64_t sum = 0;
     std::size_t j = i;
     for (; j < need.size() && need[j].first == need[i].first; ++j) sum += need[j].second;
-    if (!ledger_->fits(need[i].first, sum)) return false;
+    if (!ledger_->fits(need[i].first, sum)) {
+      ledger_->note_refused(need[i].first);
+      return false;
+    }
     i = j;
   }
   return true;

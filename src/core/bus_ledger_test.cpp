@@ -55,6 +55,10 @@ TEST_F(BusLedger, AListenerWhoseUserIsOverBudgetMissesMessagesAndOthersDoNot) {
   EXPECT_EQ(ledger.used(kAlice), 9000u + binding);
   EXPECT_EQ(bus.num_msgs(other), 12u);  // root's budget (none by default) is its own
   EXPECT_EQ(ledger.used(kBob), 0u);      // the sender pays for nothing queued elsewhere
+  // The three copies missed are counted against Alice, for kbusd's log line.
+  using Refused = std::vector<std::pair<std::uint32_t, std::uint64_t>>;
+  EXPECT_EQ(ledger.take_refused(), (Refused{{kAlice, 3}}));
+  EXPECT_FALSE(ledger.has_refusals());
   // Reading gives the budget back: the next message is queued again.
   receive_one(bus, slow);
   send_ok(bus, sender, sized("$.Feed", 1000));

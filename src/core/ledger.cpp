@@ -95,4 +95,10 @@ std::uint64_t Ledger::used(std::uint32_t uid, Charge what) const {
   return it == accounts_.end() ? 0 : it->second.by_kind[index(what)];
 }
 
+std::vector<std::pair<std::uint32_t, std::uint64_t>> Ledger::take_refused() {
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> out(refused_.begin(), refused_.end());
+  refused_.clear();
+  return out;
+}
+
 }  // namespace kbus::core

@@ -32,6 +32,8 @@
 #include <array>
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace kbus::core {
 
@@ -98,6 +100,13 @@ class Ledger {
                   std::uint64_t free_below);
 
   std::uint64_t used(std::uint32_t uid) const;
+  // A message or operation refused to `uid` for want of budget (a listener
+  // copy missed, a Request refused, ...), counted for the daemon's log:
+  // what is refused that way would otherwise go unseen.
+  void note_refused(std::uint32_t uid) const { ++refused_[uid]; }
+  bool has_refusals() const noexcept { return !refused_.empty(); }
+  // The uids refused since the last call, each with its count.
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> take_refused();
   std::uint64_t used(std::uint32_t uid, Charge what) const;
   std::uint64_t total() const noexcept { return total_; }
   std::uint64_t total(Charge what) const noexcept { return by_kind_[index(what)]; }
@@ -113,6 +122,7 @@ class Ledger {
   LedgerLimits limits_;
   std::unordered_map<std::uint32_t, Account> accounts_;  // uids with a charge
   std::unordered_map<std::uint32_t, bool> privileged_;
+  mutable std::unordered_map<std::uint32_t, std::uint64_t> refused_;
   std::array<std::uint64_t, kChargeKinds> by_kind_{};
   std::uint64_t total_ = 0;
 };

@@ -174,6 +174,7 @@ int Daemon::run() {
     ++turn_;
     const int timer_ms = check_timers();
     settle();
+    if (ledger_.has_refusals()) log_refusals();
     const int timeout = ready_.empty() ? timer_ms : 0;
     const int n =
         ::epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()), timeout);
@@ -289,6 +290,24 @@ void Daemon::settle() {
       }
       conns_.erase(it);  // closes its socket and poll fd: the client sees EOF
     }
+  }
+}
+
+void Daemon::log_refusals() {
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [uid, n] : ledger_.take_refused()) {
+    RefusalLog& r = refusal_log_[uid];
+    r.since += n;
+    if (r.last != std::chrono::steady_clock::time_point{} && now - r.last < kRefusalLogEvery) continue;
+    log_line("uid %u is over a memory budget: %llu messages or operations refused since %s (its "
+             "Ksocks count as full: listeners miss messages, Requests to them get EBUSY or "
+             "EAGAIN; its Requests ENOLCK, its BINDs ENOMEM). %s: its programs must read their "
+             "messages, or raise the budget",
+             uid, static_cast<unsigned long long>(r.since),
+             r.last == std::chrono::steady_clock::time_point{} ? "kbusd started" : "the last such line",
+             budget_text(uid).c_str());
+    r.last = now;
+    r.since = 0;
   }
 }
 

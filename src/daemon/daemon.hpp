@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <chrono>
 #include <unordered_map>
 #include <vector>
 
@@ -121,6 +122,10 @@ class Daemon {
   void settle();
   std::string report(bool stats) const;
   void log_status() const;
+  // What the budgets refused since the last turn, logged per uid: the
+  // first refusal at once, then at most one line per uid every
+  // kRefusalLogEvery with the count since its last line.
+  void log_refusals();
   void log_client(const Connection& c, const std::string& what) const;
   // "uid U holds N bytes (--max-bytes-per-user B, --max-bytes-total T, all
   // users A)", naming --max-bytes-privileged for a privileged uid: what a
@@ -252,6 +257,12 @@ class Daemon {
   std::uint64_t stalls_ = 0;
   core::Ledger ledger_;
   std::map<std::uint32_t, bool> privileged_checked_;  // uid -> in --privileged-group
+  struct RefusalLog {
+    std::chrono::steady_clock::time_point last{};
+    std::uint64_t since = 0;  // refusals not yet in a line
+  };
+  std::unordered_map<std::uint32_t, RefusalLog> refusal_log_;
+  static constexpr std::chrono::seconds kRefusalLogEvery{10};
 };
 
 }  // namespace kbus::daemon

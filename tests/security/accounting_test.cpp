@@ -140,6 +140,15 @@ TEST_F(AccountingTest, ListenersThatNeverReadAreHeldToTheirUsersBudget) {
   }
   bounded("with 60 listeners that never read");  // unbounded: 150 MB
   served("during");
+  // What the budget refused is not silent: kbusd says so, once per uid
+  // and then at most every 10 s, with the flag to raise.
+  const std::string line = "uid " + std::to_string(hostile.uid) + " is over a memory budget: ";
+  const std::string log = daemon->log();
+  std::size_t lines = 0;
+  for (auto at = log.find(line); at != std::string::npos; at = log.find(line, at + 1)) ++lines;
+  EXPECT_GE(lines, 1u) << log;
+  EXPECT_LE(lines, 5u) << "one line per refusal instead of a few";
+  EXPECT_NE(log.find("--max-bytes-per-user " + std::to_string(kBudgetMiB << 20)), std::string::npos);
   listeners.tell("done");
   EXPECT_EQ(listeners.wait(), 0);
   released();
