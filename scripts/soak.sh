@@ -47,7 +47,7 @@ for i in $(seq "$runs"); do
     grep -E "Failed|FAILED|failed|Error" "$log" | head -20 >&2 || true
     exit 1
   fi
-  echo "soak: run $i of $runs passed in $((SECONDS - t0)) s ($(grep -Eo '[0-9]+ tests? passed' "$log" | head -1 || true); $(grep -Eo '[0-9]+ passed' "$log" | tail -1 || true) in Python)"
+  echo "soak: run $i of $runs passed in $((SECONDS - t0)) s (ctest: $(grep -Eo '[0-9]+ tests failed out of [0-9]+' "$log" | head -1 || true); pytest: $(grep -Eo '[0-9]+ passed' "$log" | tail -1 || true))"
   rm -f "$log"
 done
 echo "soak: all $runs runs passed under load in $((SECONDS - start)) s"
