@@ -13,7 +13,6 @@ bench/run.py started. Prints RESULT lines as the C++ benchmarks do.
 
 import argparse
 import errno
-import json
 import os
 import select
 import signal
@@ -25,26 +24,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'python'))
 
 from kbus import Announcement, Ksock, Message, Request, reply_to  # noqa: E402
+from bench_py import emit, time_round_trips  # noqa: E402
 
 WARMUP = (1 << 64) - 1
 END = (1 << 64) - 2
 SEQ = struct.Struct('<Q')
-
-
-def emit(**row):
-    base = dict(system='', test='', payload=0, listeners=0, p50_us=-1,
-                p99_us=-1, mean_us=-1, n=0, rate=-1, sent=-1, lost=-1,
-                value=-1, unit='', note='')
-    base.update(row)
-    print('RESULT ' + json.dumps(base), flush=True)
-
-
-def summarise(ns, elapsed):
-    ns.sort()
-    n = len(ns)
-    return dict(p50_us=ns[n // 2] / 1000.0,
-                p99_us=ns[min(n - 1, n * 99 // 100)] / 1000.0,
-                mean_us=sum(ns) / n / 1000.0, n=n, rate=n * 1e9 / elapsed)
 
 
 def replier(ready_w):
@@ -68,7 +52,6 @@ def rtt(args):
     os.read(ready_r, 1)
     k = Ksock(0)
     req = Request('$.Bench.Echo', b'x' * args.payload)
-    clock = time.perf_counter_ns
     fast = args.calls == 'request'
 
     def once():
@@ -81,20 +64,12 @@ def rtt(args):
             if m is not None and m.in_reply_to == mid:
                 return
 
-    for _ in range(args.iterations // 10):
-        once()
-    times = []
-    start = clock()
-    for _ in range(args.iterations):
-        t0 = clock()
-        once()
-        times.append(clock() - t0)
-    elapsed = clock() - start
+    stats = time_round_trips(args.iterations, once)
     k.close()
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     emit(system='kbus Python request()' if fast else 'kbus Python send+wait+read',
-         test='round trip', payload=args.payload, **summarise(times, elapsed))
+         test='round trip', payload=args.payload, **stats)
 
 
 def listener(args, ready_w, result_w):
