@@ -8,10 +8,11 @@ For each scheduling mode -- "default" (the kernel places processes) and
 "pinned" (every process, daemons included, on CPU 0 through taskset -c 0) --
 it starts each peer's daemon privately (kbusd, dbus-daemon, dbus-broker,
 mosquitto: in a temporary directory, on Unix sockets), runs the benchmark
-binaries built from bench/ (kbus_bench_*) and bench/kbus_py.py, and stops
-every daemon by its PID. Each binary prints RESULT lines (JSON); this script
-adds the ratios to the floor measured in the same run, checks the targets of
-issue 7, prints the table, and writes it to OUT/latest.txt (and everything
+binaries built from bench/ (kbus_bench_*), bench/kbus_py.py and
+bench/peers_py.py (kbus's peers driven from Python), and stops every daemon
+by its PID. Each binary prints RESULT lines (JSON); this script adds the
+ratios to the floor measured in the same run, checks the targets of issues
+7 and 16, prints the table, and writes it to OUT/latest.txt (and everything
 to OUT/latest.json, which bench/plot.py draws). OUT is bench/results.
 
 Ratio to the floor ("x floor"): for a round trip, p50 / the p50 of the
@@ -26,6 +27,11 @@ with an id and every WAIT with the next message, as kbusd must for the
 generic calls. The targets on generic-call round trips and on one-per-call
 throughput also print that relay's own ratio (what any broker with these
 calls pays at least) and kbus's ratio to it.
+
+Issue 16's targets: a request/reply through the Python generic calls
+(send_msg, then wait_for_msg) is faster than ZeroMQ REQ/REP through pyzmq and
+than a D-Bus method call through python3-dbus (dbus-broker; dbus-daemon's
+ratio is printed beside it), each driven from Python on both ends.
 """
 
 import argparse
@@ -51,6 +57,12 @@ DIRECT = 'AF_UNIX seqpacket direct'
 # answers every SEND with an id and every WAIT with the next message.
 ACKED = 'AF_UNIX acked relay (call floor)'
 ACKED_EPOLL = 'AF_UNIX acked relay, epoll'
+# The peers of kbus's Python client, driven from Python (bench/peers_py.py).
+PY_ZMQ = 'ZeroMQ REQ/REP, Python (pyzmq)'
+PY_DBUS = '%s, Python (python3-dbus)'  # % 'dbus-daemon' or 'dbus-broker'
+# The Debian package of each Python module bench/peers_py.py needs.
+PY_PEER_MODULES = {'zmq': 'python3-zmq', 'dbus': 'python3-dbus',
+                   'dbus.mainloop.glib': 'python3-dbus', 'gi': 'python3-gi'}
 
 DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -403,11 +415,31 @@ def merge_rounds(rows):
     return out
 
 
+def missing_python(*modules):
+    """Why bench/peers_py.py cannot run with these modules ('' if it can)."""
+    import importlib.util
+    gone, packages = [], []
+    for m in modules:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except ImportError:  # its parent package is missing: already said
+            continue
+        if not found:
+            gone.append(m)
+            if PY_PEER_MODULES[m] not in packages:
+                packages.append(PY_PEER_MODULES[m])
+    if not gone:
+        return ''
+    return '%s cannot import %s: install Debian\'s %s' % (
+        sys.executable, ', '.join(gone), ', '.join(packages))
+
+
 def run_mode(r, mode, build, work, sz):
     prefix = ['taskset', '-c', '0'] if mode == 'pinned' else []
     J = Jobs()
     B = os.path.join(build, 'bench')
     py = [sys.executable, os.path.join(HERE, 'kbus_py.py')]
+    pp = [sys.executable, os.path.join(HERE, 'peers_py.py')]
     log('%s scheduling: starting daemons' % mode)
     d = start_daemons(work, build, prefix)
     kdir = d['kbusd'].dir
@@ -451,6 +483,21 @@ def run_mode(r, mode, build, work, sz):
                       dict(rt, system='kbus Python send+wait+read'))
                 J.run(mode, prefix, py + ['rtt', '--calls', 'request'] + K + P + slow,
                       dict(rt, system='kbus Python request()'))
+            # Their peers driven from Python on both ends (issue 16).
+            why = missing_python('zmq')
+            if why:
+                J.unavailable(mode, dict(rt, system=PY_ZMQ), why)
+            else:
+                J.run(mode, prefix, pp + ['zmq-rtt', '--dir', work] + P + slow,
+                      dict(rt, system=PY_ZMQ))
+            for name in ('dbus-daemon', 'dbus-broker'):
+                why = d[name].error or missing_python('dbus', 'dbus.mainloop.glib', 'gi')
+                if why:
+                    J.unavailable(mode, dict(rt, system=PY_DBUS % name), why)
+                else:
+                    J.run(mode, prefix, pp + ['dbus-rtt', '--address', d[name].address,
+                                              '--system', PY_DBUS % name] + P + slow,
+                          dict(rt, system=PY_DBUS % name))
             J.run(mode, prefix, [B + '/kbus_bench_zmq', 'rtt', '--dir', work] + P + it,
                   dict(rt, system='ZeroMQ ipc REQ/REP'))
             for name in ('dbus-daemon', 'dbus-broker'):
@@ -640,8 +687,8 @@ def add_ratios(rows):
 
 
 def targets(rows, modes):
-    """Issue 7's targets: (name, sched, measured text, ratio or value, limit
-    text, verdict)."""
+    """The targets of issue 7 (and issue 16's Python peers): (name, sched,
+    measured text, verdict)."""
     out = []
 
     def add(name, sched, measured, ok):
@@ -682,6 +729,7 @@ def targets(rows, modes):
                         acked_floor_text(g, floor, acked, acked_ep, 1.5)), v <= 1.5)
                 else:
                     add(name, m, 'not measured', None)
+            python_peer_targets(rows, m, p, add)
         b = find(rows, m, 'kbus C++', 'fan-out, batch calls', listeners=1)
         z = find(rows, m, 'ZeroMQ ipc PUB/SUB', 'fan-out', listeners=1)
         if b:
@@ -745,6 +793,35 @@ def targets(rows, modes):
     return out
 
 
+def python_peer_targets(rows, m, p, add):
+    """Issue 16: a request/reply through the Python generic calls is faster
+    than ZeroMQ REQ/REP and than a D-Bus method call, each driven from
+    Python on both ends (bench/peers_py.py). Also prints request()'s ratio
+    and, for D-Bus, the ratio to the call through dbus-daemon."""
+    g = find(rows, m, 'kbus Python send+wait+read', 'round trip', p)
+    req = find(rows, m, 'kbus Python request()', 'round trip', p)
+    for peer, label, other in ((PY_ZMQ, 'pyzmq REQ/REP', None),
+                               (PY_DBUS % 'dbus-broker', 'python3-dbus call via dbus-broker',
+                                (PY_DBUS % 'dbus-daemon', 'via dbus-daemon'))):
+        name = 'Python send+wait+read p50 < 1 x %s, %d B' % (label, p)
+        x = find(rows, m, peer, 'round trip', p)
+        if not (g and x):
+            gone = [y for y in rows if y['sched'] == m and y['test'] == 'round trip' and
+                    y['payload'] == p and y['system'] in (peer, 'kbus Python send+wait+read')
+                    and failed(y)]
+            add(name, m, 'not measured' + (' (%s: %s)' % (gone[0]['system'], gone[0]['note'])
+                                           if gone else ''), None)
+            continue
+        v = g['p50_us'] / x['p50_us']
+        extra = ''
+        if req:
+            extra += '; request(): %.2f' % (req['p50_us'] / x['p50_us'])
+        o = find(rows, m, other[0], 'round trip', p) if other else None
+        if o:
+            extra += '; %s: %.2f' % (other[1], g['p50_us'] / o['p50_us'])
+        add(name, m, '%.2f us / %.2f us = %.2f%s' % (g['p50_us'], x['p50_us'], v, extra), v < 1)
+
+
 def acked_floor_text(g, floor, acked, acked_ep, limit):
     """For a generic-call round trip: the ratio to the relay floor of the
     acked relay (the same calls, nothing else done), and kbus's ratio to it."""
@@ -802,7 +879,7 @@ def table(rows, tgts, meta):
                  'lost = all rounds; waited %d s in all for other work on the machine to '
                  'calm down' % (meta.get('rounds', 1), meta.get('waited', 0)))
     lines.append('')
-    hdr = '%-7s %-32s %-36s %7s %9s %9s %12s %6s %7s' % (
+    hdr = '%-7s %-36s %-36s %7s %9s %9s %12s %6s %7s' % (
         'sched', 'system', 'test', 'payload', 'p50 us', 'p99 us', 'msgs/s/lstn', 'lost',
         'x floor')
     lines.append(hdr)
@@ -825,8 +902,8 @@ def table(rows, tgts, meta):
         if note:
             notes.append(note)
             mark = ' [%d]' % len(notes)
-        lines.append('%-7s %-32s %-36s %7s %9s %9s %12s %6s %7s%s' % (
-            x['sched'], x['system'][:32], test[:36],
+        lines.append('%-7s %-36s %-36s %7s %9s %9s %12s %6s %7s%s' % (
+            x['sched'], x['system'][:36], test[:36],
             ('%d B' % x['payload']) if x['payload'] else '-',
             fmt_num(x['p50_us']), fmt_num(x['p99_us']), rate,
             str(x['lost']) if x['lost'] >= 0 else '-',
@@ -836,7 +913,7 @@ def table(rows, tgts, meta):
     for i, n in enumerate(notes, 1):
         lines.append('  [%d] %s' % (i, n))
     lines.append('')
-    lines.append('Targets (issue 7), each a ratio in this run:')
+    lines.append('Targets (issues 7 and 16), each a ratio in this run:')
     w = max(len(t['target']) for t in tgts) if tgts else 10
     for t in tgts:
         lines.append('  %-7s %-*s  %-6s  %s' % (t['sched'], w, t['target'], t['verdict'],
@@ -868,6 +945,12 @@ def versions():
             v.append('libzmq ' + out.stdout.strip())
     except OSError:
         pass
+    import importlib.metadata
+    for dist in ('pyzmq', 'dbus-python'):  # bench/peers_py.py, under this python3
+        try:
+            v.append('%s %s' % (dist, importlib.metadata.version(dist)))
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return ', '.join(v) or 'none found'
 
 

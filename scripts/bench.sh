@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the benchmarks: kbus beside the raw AF_UNIX floor, D-Bus (dbus-daemon
 # and dbus-broker), ZeroMQ, MQTT (mosquitto) and POSIX message queues, in
-# one run, each test with default scheduling and with every process pinned
-# to CPU 0. Prints one table (also written to bench/results/latest.txt, all
-# figures to bench/results/latest.json) and draws the plots.
+# one run (kbus's Python client also beside pyzmq and python3-dbus), each
+# test with default scheduling and with every process pinned to CPU 0.
+# Prints one table (also written to bench/results/latest.txt, all figures
+# to bench/results/latest.json) and draws the plots.
 #
 #   scripts/bench.sh            full run (about 15 minutes on 2 cores, more
 #                               while other work keeps the machine busy);
@@ -24,14 +25,14 @@ partial=0   # a quick or partial run never replaces the plots of docs/
 args=()
 for a in "$@"; do
   case "$a" in
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) partial=1; args+=("$a") ;;
   esac
 done
 
 packages=(build-essential cmake g++ pkg-config libcli11-dev libbenchmark-dev python3
           python3-matplotlib util-linux dbus-daemon dbus-bin dbus-broker libdbus-1-dev
-          libzmq3-dev mosquitto libmosquitto-dev)
+          libzmq3-dev mosquitto libmosquitto-dev python3-zmq python3-dbus python3-gi)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
