@@ -505,118 +505,45 @@ Result<MessageId> Ksock::try_send_msg(const Message& msg) noexcept {
 MessageId Ksock::send_msg(const Message& msg) { return try_send_msg(msg).get("kbus send_msg"); }
 
 namespace {
-// One message from the shared-memory receive queue (docs/protocol.md §7):
+// NEXTREAD through the shared-memory receive queue (docs/protocol.md §7):
 // no system call, unless this takes the last message (the poll fd's tokens
 // are settled) or kbusd asked to be told (a sender waits for room, or the
 // queue holds more than the ring shows: any operation tells it; NUMMSGS).
-// `socket`: ask over the socket (no ring, kbusd busy, a message too long
-// for a slot). `empty` is the queue's answer: kbusd keeps in the ring all
-// it can; `ask_if_gone`: then check that kbusd is still there (a poll).
-// `owe_token`: after the last take, a message came while the tokens were
-// taken back, so the poll fd may not show it: unless the caller takes it
-// too, it asks kbusd for a token (ask_token).
-enum class RingTake { message, empty, socket };
-Result<RingTake> ring_take(Connection& c, Message& out, std::size_t& len, bool& owe_token,
-                           bool ask_if_gone = true) {
+// nullopt: ask over the socket (no ring, kbusd busy, a message too long
+// for a slot).
+std::optional<Result<std::optional<Message>>> ring_read(Connection& c) {
   shm::RingReader* ring = c.ring();
-  if (ring == nullptr) return RingTake::socket;
+  if (ring == nullptr) return std::nullopt;
   thread_local std::string bytes;
   std::uint32_t flags = 0;
   bool last = false;
   switch (ring->take(bytes, flags, last)) {
     case shm::Take::message:
       break;
-    case shm::Take::empty:
+    case shm::Take::empty: {
       // As NEXTREAD would: ECONNRESET if kbusd has gone (its end of the
       // poll fd closed), else nothing.
-      if (ask_if_gone && c.daemon_gone()) return Errc::econnreset;
-      return RingTake::empty;
+      if (c.daemon_gone()) return Result<std::optional<Message>>(Errc::econnreset);
+      return Result<std::optional<Message>>(std::optional<Message>{});
+    }
     case shm::Take::busy:
     case shm::Take::too_big:
-      return RingTake::socket;
+      return std::nullopt;
   }
-  if (last) owe_token = ring->settle_tokens(c.poll_fd());
-  if ((flags & shm::kNotifyEach) || ((flags & shm::kNotifyWhenEmpty) && last)) {
-    auto told = c.call(Op::kNumMsgs);
-    if (!told) return told.error();
-  }
-  auto m = decode_entire(bytes, c.header_len());
-  if (!m) return Errc::eproto;
-  out = std::move(m.value());
-  len = bytes.size();
-  return RingTake::message;
-}
-
-// SHMRING 3: kbusd sends a token if the ring holds messages.
-Result<void> ask_token(Connection& c) {
-  std::string frame;
-  protocol::append_request<Op::kShmRing>(frame, {3});
-  auto told = c.call_frame(frame);
-  if (!told) return told.error();
-  return {};
-}
-
-// NEXTREAD through the ring; nullopt: ask over the socket.
-std::optional<Result<std::optional<Message>>> ring_read(Connection& c) {
-  Message m;
-  std::size_t len = 0;
-  bool owe_token = false;
-  auto r = ring_take(c, m, len, owe_token);
-  if (owe_token) {
-    auto told = ask_token(c);
+  if (last && ring->settle_tokens(c.poll_fd())) {
+    // A message came while the tokens were taken back: kbusd sends one.
+    std::string frame;
+    protocol::append_request<Op::kShmRing>(frame, {3});
+    auto told = c.call_frame(frame);
     if (!told) return Result<std::optional<Message>>(told.error());
   }
-  if (!r) return Result<std::optional<Message>>(r.error());
-  switch (*r) {
-    case RingTake::message:
-      return Result<std::optional<Message>>(std::optional<Message>(std::move(m)));
-    case RingTake::empty:
-      return Result<std::optional<Message>>(std::optional<Message>{});
-    case RingTake::socket:
-      break;
+  if ((flags & shm::kNotifyEach) || ((flags & shm::kNotifyWhenEmpty) && last)) {
+    auto told = c.call(Op::kNumMsgs);
+    if (!told) return Result<std::optional<Message>>(told.error());
   }
-  return std::nullopt;
-}
-
-// READBATCH through the ring (docs/protocol.md §4.6, §7): up to `max_count`
-// messages and, after the first, only while a whole slot still fits in
-// `max_bytes` - a take cannot be undone, and a message's length is known
-// only once it is taken, so the batch never passes `max_bytes` that way.
-// A message that came while the tokens were settled is taken in the same
-// batch if there is room (no token asked for). It stops at the first
-// message the ring cannot give (kbusd busy, or too long for a slot): the
-// next call asks kbusd for it. nullopt: nothing was taken and kbusd must be
-// asked.
-std::optional<Result<std::vector<Message>>> ring_read_batch(Connection& c,
-                                                            std::uint32_t max_count,
-                                                            std::uint32_t max_bytes) {
-  if (c.ring() == nullptr) return std::nullopt;
-  std::vector<Message> got;
-  std::uint64_t bytes = 0;
-  bool owe_token = false;
-  std::optional<Errc> failed;
-  while (got.size() < max_count && (got.empty() || bytes + shm::kMaxInline <= max_bytes)) {
-    Message m;
-    std::size_t len = 0;
-    auto r = ring_take(c, m, len, owe_token, /*ask_if_gone=*/got.empty());
-    if (!r) {
-      failed = r.error();
-      break;
-    }
-    if (*r != RingTake::message) {
-      if (*r == RingTake::socket && got.empty() && !owe_token) return std::nullopt;
-      break;
-    }
-    bytes += len;
-    got.push_back(std::move(m));
-  }
-  if (owe_token) {
-    auto told = ask_token(c);
-    if (!told && !failed) failed = told.error();
-  }
-  // What was taken is returned; an error comes again at the next call.
-  if (failed && got.empty()) return Result<std::vector<Message>>(*failed);
-  return Result<std::vector<Message>>(std::move(got));
+  auto m = decode_entire(bytes, c.header_len());
+  if (!m) return Result<std::optional<Message>>(Errc::eproto);
+  return Result<std::optional<Message>>(std::optional<Message>(std::move(m.value())));
 }
 }  // namespace
 
@@ -666,11 +593,11 @@ struct HeldReply {
   std::string payload;
 };
 Result<HeldReply> held_call(Connection& conn, std::string_view frame, client::Held kind,
-                            std::optional<client::Clock::time_point> deadline) {
+                            std::optional<Ksock::Timeout> timeout) {
   auto budget = conn.frame_budget(frame.size());  // see try_send_msg
   if (!budget) return budget.error();
   if (frame.size() > *budget) return Errc::emsgsize;
-  auto r = conn.call_held(frame, kind, deadline);
+  auto r = conn.call_held(frame, kind, deadline_of(timeout));
   if (!r) return r.error();
   return HeldReply{r->status, std::string(r->payload)};
 }
@@ -714,7 +641,7 @@ Result<Message> Ksock::try_request(const Message& req, std::optional<Timeout> ti
   conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<Message> {
     auto r = held_call(*conn_, message_frame<Op::kRequest>(req, conn_->header_len()),
-                       client::Held::request, deadline_of(timeout));
+                       client::Held::request, timeout);
     if (!r) return r.error();
     protocol::IdBytesValue v;
     if (!protocol::decode_reply<Op::kRequest>(r->payload, v)) return Errc::eproto;
@@ -735,7 +662,7 @@ Result<Ksock::SentAndReceived> Ksock::try_send_and_wait(const Message& msg,
   conn_->set_pointy(std::nullopt);
   return guarded([&]() -> Result<SentAndReceived> {
     auto r = held_call(*conn_, message_frame<Op::kSendWait>(msg, conn_->header_len()),
-                       client::Held::send_wait, deadline_of(timeout));
+                       client::Held::send_wait, timeout);
     if (!r) return r.error();
     protocol::IdBytesValue v;
     if (!protocol::decode_reply<Op::kSendWait>(r->payload, v)) return Errc::eproto;
@@ -839,7 +766,6 @@ Result<std::vector<Message>> Ksock::try_read_msgs(std::uint32_t max_count,
   KBUS_CHECK_OPEN();
   if (max_count == 0) return std::vector<Message>{};
   return guarded([&]() -> Result<std::vector<Message>> {
-    if (auto got = ring_read_batch(*conn_, max_count, max_bytes)) return std::move(*got);
     auto r = op_call<Op::kReadBatch>(*conn_, {max_count, max_bytes, 0});
     if (!r) return r.error();
     return split_messages(r->value.bytes, static_cast<std::uint32_t>(r->status),
@@ -856,17 +782,9 @@ Result<std::vector<Message>> Ksock::try_wait_for_msgs(std::uint32_t max_count,
   KBUS_CHECK_OPEN();
   if (max_count == 0) return std::vector<Message>{};
   return guarded([&]() -> Result<std::vector<Message>> {
-    // With the shared-memory queue: take, or wait for its tokens.
-    const auto deadline = deadline_of(timeout);
-    while (auto got = ring_read_batch(*conn_, max_count, max_bytes)) {
-      if (!*got || !(*got)->empty()) return std::move(*got);
-      auto ready = conn_->poll_ready(POLLIN, deadline);
-      if (!ready) return ready.error();
-      if (*ready == 0) return std::vector<Message>{};  // timed out
-    }
     std::string frame;
     protocol::append_request<Op::kReadBatch>(frame, {max_count, max_bytes, 1});
-    auto r = held_call(*conn_, frame, client::Held::wait, deadline);
+    auto r = held_call(*conn_, frame, client::Held::wait, timeout);
     if (!r) return r.error();
     if (r->status < 0) return status_errc(r->status);
     return split_messages(r->payload, static_cast<std::uint32_t>(r->status), conn_->header_len());

@@ -35,6 +35,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -718,6 +719,12 @@ int main_with_args(const std::string& program, const std::vector<std::string>& a
     case ParsedArgs::Outcome::kRun:
       break;
   }
+  // The limpet reads its bus in batches (READBATCH) over the socket: a
+  // shared-memory receive queue would only be mirrored by kbusd and rebuilt
+  // after every batch (docs/limpets.md "Benchmark": 280 us a round trip
+  // through a Unix pair with it, 240 without), so its Ksock does without
+  // one (docs/protocol.md §7: negotiated; KBUS_TRANSPORT=socket).
+  ::setenv("KBUS_TRANSPORT", "socket", 1);
   int rc = kExitFailure;
   try {
     rc = run(p.options);

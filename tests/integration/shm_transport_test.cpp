@@ -173,9 +173,10 @@ TEST_P(ShmTransportTest, PollReadinessFollowsTheQueue) {
 
 // docs/protocol.md §4.6 READBATCH, which the limpet reads with: up to
 // `max_count`, never past `max_bytes` except for the first message, every
-// message once and in queue order - from the ring, then from kbusd for what
-// the ring cannot hold (longer than a slot: 920 data bytes). The fd stays readable exactly
-// while messages wait, also when a batch stopped at its count.
+// message once and in queue order, short messages and messages longer than
+// a ring's slot (920 data bytes) alike, on both transports (with a ring,
+// kbusd rebuilds it after each batch). The fd stays readable exactly while
+// messages wait, also when a batch stopped at its count.
 TEST_P(ShmTransportTest, BatchReadsTakeInOrderWithinTheirLimits) {
   Ksock r = open();
   Ksock s = open();
