@@ -100,6 +100,11 @@ class Ledger {
                   std::uint64_t free_below);
 
   std::uint64_t used(std::uint32_t uid) const;
+  std::uint64_t used(std::uint32_t uid, Charge what) const;
+  std::uint64_t total() const noexcept { return total_; }
+  std::uint64_t total(Charge what) const noexcept { return by_kind_[index(what)]; }
+  std::size_t users() const noexcept { return accounts_.size(); }
+
   // A message or operation refused to `uid` for want of budget (a listener
   // copy missed, a Request refused, ...), counted for the daemon's log:
   // what is refused that way would otherwise go unseen.
@@ -107,10 +112,6 @@ class Ledger {
   bool has_refusals() const noexcept { return !refused_.empty(); }
   // The uids refused since the last call, each with its count.
   std::vector<std::pair<std::uint32_t, std::uint64_t>> take_refused();
-  std::uint64_t used(std::uint32_t uid, Charge what) const;
-  std::uint64_t total() const noexcept { return total_; }
-  std::uint64_t total(Charge what) const noexcept { return by_kind_[index(what)]; }
-  std::size_t users() const noexcept { return accounts_.size(); }
 
  private:
   struct Account {

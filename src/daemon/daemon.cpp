@@ -298,13 +298,13 @@ void Daemon::log_refusals() {
   for (const auto& [uid, n] : ledger_.take_refused()) {
     RefusalLog& r = refusal_log_[uid];
     r.since += n;
-    if (r.last != std::chrono::steady_clock::time_point{} && now - r.last < kRefusalLogEvery) continue;
+    if (r.last && now - *r.last < kRefusalLogEvery) continue;
     log_line("uid %u is over a memory budget: %llu messages or operations refused since %s (its "
              "Ksocks count as full: listeners miss messages, Requests to them get EBUSY or "
              "EAGAIN; its Requests ENOLCK, its BINDs ENOMEM). %s: its programs must read their "
              "messages, or raise the budget",
              uid, static_cast<unsigned long long>(r.since),
-             r.last == std::chrono::steady_clock::time_point{} ? "kbusd started" : "the last such line",
+             r.last ? "the last such line" : "kbusd started",
              budget_text(uid).c_str());
     r.last = now;
     r.since = 0;

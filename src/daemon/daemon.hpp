@@ -258,7 +258,7 @@ class Daemon {
   core::Ledger ledger_;
   std::map<std::uint32_t, bool> privileged_checked_;  // uid -> in --privileged-group
   struct RefusalLog {
-    std::chrono::steady_clock::time_point last{};
+    std::optional<std::chrono::steady_clock::time_point> last;  // none yet
     std::uint64_t since = 0;  // refusals not yet in a line
   };
   std::unordered_map<std::uint32_t, RefusalLog> refusal_log_;

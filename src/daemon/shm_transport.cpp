@@ -158,15 +158,18 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
   protocol::U32Arg a;
   if (!protocol::decode_request<Op::kShmRing>(payload, a)) return protocol::append_error(c.out, EFAULT);
   core::Bus& bus = *be.bus;
+  // A ring's pages stay charged while kbusd maps it (D28).
+  const auto uncharge = [&] { ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0); };
   switch (a.value) {
     case 0:
       c.ring_offered.reset();
-      if (!c.ring) ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0);
       if (c.ring) {
         if (!c.ring->frozen() && !c.ring_corrupt) shm_freeze(c, be);  // its takes count
         shm_before_close(c, be);  // the client's copy stays busy: it takes nothing more
         c.poll.drain_tokens();
         c.poll.update(bus.readable(c.ksock), bus.writable(c.ksock));
+      } else {
+        uncharge();  // only an offered ring, now unmapped
       }
       return protocol::append_reply<Op::kShmRing>(c.out, 0, {shm::kVersion});
     case 1:
@@ -200,7 +203,7 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
   c.charged_ring = shm::kRingBytes;
   auto ring = shm::RingWriter::create();
   if (!ring) {
-    ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0);
+    uncharge();
     const int err = errno;
     log_client(c, std::string("cannot make its shared-memory queue: ") + std::strerror(err));
     return protocol::append_error(c.out, err == EMFILE || err == ENFILE ? EMFILE : ENOMEM);
@@ -212,7 +215,7 @@ void Daemon::op_shm_ring(Connection& c, BusEntry& be, std::string_view payload) 
   const int err = errno;
   c.poll.update(bus.readable(c.ksock), bus.writable(c.ksock));
   if (!sent) {
-    ledger_.adjust(c.uid, core::Charge::kRing, c.charged_ring, 0);
+    uncharge();
     log_client(c, std::string("cannot hand over its shared-memory queue: ") + std::strerror(err));
     return protocol::append_error(c.out, ENOMEM);
   }
